@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole test suite.  Extra arguments go to pytest, e.g. -m "not slow".
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+setup_env
+cd "$REPO_ROOT"
+exec "$PY" -m pytest "$@"

@@ -1,0 +1,159 @@
+"""One typed configuration, loaded from YAML.
+
+Every section is a frozen dataclass; a YAML key that names no field is an error, and so is a value
+of the wrong type.  Overrides use dotted keys: ``--set features.dither=0 --set data.batch_size=8``
+(values are parsed as YAML, so ``1e-3``, ``true`` and ``[1, 2]`` work).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from src.fileio import atomic_write_text
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel front end of NVIDIA's Jasper (see src/audio/features.py)."""
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 320          # 20 ms symmetric Hann, centred in the n_fft frame
+    hop_length: int = 160          # 10 ms
+    n_mels: int = 64
+    preemph: float = 0.97
+    log_zero_guard: float = 1e-20
+    norm_eps: float = 1e-5         # added to the per-feature standard deviation
+    dither: float = 1e-5           # training only
+    pad_to: int = 16               # batched frame counts are padded to a multiple of this
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Online augmentation, drawn afresh for every utterance in every epoch (training only)."""
+    speed_perturb: bool = True
+    min_speed: float = 0.85
+    max_speed: float = 1.15
+    spec_augment: bool = True
+    freq_masks: int = 2
+    max_freq_width: int = 20
+    time_masks: int = 2
+    max_time_width: int = 75
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Batching of MindRecord data (see src/data/dataset.py)."""
+    batch_size: int = 16
+    max_duration: float = 16.7     # seconds; longer utterances are skipped and counted, never cropped
+    num_buckets: int = 6           # length buckets; each gives one padded shape per batch size
+    num_parallel_workers: int = 2
+    shuffle: bool = True
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Config:
+    labels_path: str = "labels.json"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_check_type(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _check_type(value, tp, key)
+    return cls(**kwargs)
+
+
+def _apply_override(tree: dict, override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    key, raw = override.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {p!r} is not a section")
+    node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def config_from_dict(tree: dict, overrides: Iterable[str] = ()) -> Config:
+    tree = dict(tree or {})
+    for o in overrides:
+        _apply_override(tree, o)
+    return _build(Config, tree, "")
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config (``None`` gives the defaults) and apply ``key=value`` overrides."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    try:
+        return config_from_dict(tree, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path or '<defaults>'}: {e}") from None
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically), so a run can be reproduced exactly."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
