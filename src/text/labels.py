@@ -56,8 +56,14 @@ class Labels:
 
 @functools.lru_cache(maxsize=8)
 def load_labels(path: str | Path = DEFAULT_LABELS_PATH) -> Labels:
-    """Read labels.json (a JSON list of single characters)."""
+    """Read labels.json (a JSON list of single characters).
+
+    A relative path that does not exist from the working directory is taken from the repository root,
+    so configs can say ``labels_path: labels.json`` wherever the command runs.
+    """
     path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = DEFAULT_LABELS_PATH.parent / path
     try:
         symbols = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
