@@ -204,7 +204,7 @@ class SpeechData:
         rng = np.random.default_rng([self.config.data.seed, epoch, self.rank, batch_num, 1])
         if self.index.store == "audio":
             audios = [np.frombuffer(a, dtype="<i2").astype(np.float32) / 32768.0 for a in audio_or_feats]
-            audios = [a if s == 1.0 else augment.change_speed(a, s, fc.sample_rate)
+            audios = [augment.change_speed(a, s, fc.sample_rate) if s != 1.0 else a
                       for a, s in zip(audios, plan.speeds[batch_num])]
             feats, lengths = features.batch_features(audios, fc, dither=fc.dither if self.train else 0.0,
                                                      rng=rng, pad_to=fc.pad_to)

@@ -18,7 +18,8 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from src.audio.io import AudioError, audio_info, load_audio, resample, write_wav
+from src.audio.augment import change_speed
+from src.audio.io import AudioError, audio_info, load_audio, write_wav
 from src.data.manifest import audio_file_entry, manifest_entry, write_manifest
 from src.text.normalize import TextNormalizationError, normalize_text
 
@@ -141,8 +142,7 @@ def convert_one(job: Job, sample_rate: int) -> tuple[str, list[tuple[float, Path
         return "skip:unreadable audio", f"{job.source}: {e!r}"
     written = []
     for speed, out in job.outputs:
-        # Speed s plays s× faster: treat the samples as recorded at s·rate and resample to the rate.
-        wav = audio if speed == 1.0 else resample(audio, sample_rate * speed, sample_rate)
+        wav = audio if speed == 1.0 else change_speed(audio, speed, sample_rate)
         write_wav(out, wav, sample_rate)
         written.append((speed, out, len(wav)))
     return "converted", written
