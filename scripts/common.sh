@@ -54,9 +54,12 @@ ensure_venv() {
   want="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python requirements (MindSpore is an ~800 MB download the first time)"
-    "$VENV_DIR/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$VENV_DIR/bin/python" -m pip install -q -r "$REPO_ROOT/requirements.txt" 2>&1 | grep -v "is ignored: it is neither" >&2
-    [ "${PIPESTATUS[0]}" -eq 0 ] || die "pip install -r requirements.txt failed"
+    local pip_log="$VENV_DIR/pip-install.log"
+    "$VENV_DIR/bin/python" -m pip install --upgrade pip >"$pip_log" 2>&1 || true
+    if ! "$VENV_DIR/bin/python" -m pip install -r "$REPO_ROOT/requirements.txt" >>"$pip_log" 2>&1; then
+      tail -n 30 "$pip_log" >&2
+      die "pip install -r requirements.txt failed (full log: $pip_log)"
+    fi
     echo "$want" > "$stamp"
   fi
   PY="$VENV_DIR/bin/python"

@@ -51,7 +51,7 @@ class DataConfig:
     """Batching of MindRecord data (see src/data/dataset.py)."""
     batch_size: int = 16
     max_duration: float = 16.7     # seconds; longer utterances are skipped and counted, never cropped
-    num_buckets: int = 6           # length buckets; each gives one padded shape per batch size
+    num_buckets: int = 8           # length buckets: one padded shape each (bench: 7.9 % padding on LibriSpeech-like data)
     num_parallel_workers: int = 2
     shuffle: bool = True
     seed: int = 42
