@@ -206,8 +206,9 @@ class SpeechData:
             audios = [np.frombuffer(a, dtype="<i2").astype(np.float32) / 32768.0 for a in audio_or_feats]
             audios = [augment.change_speed(a, s, fc.sample_rate) if s != 1.0 else a
                       for a, s in zip(audios, plan.speeds[batch_num])]
+            # One thread per batch: the pipeline's workers already run batches in parallel.
             feats, lengths = features.batch_features(audios, fc, dither=fc.dither if self.train else 0.0,
-                                                     rng=rng, pad_to=fc.pad_to)
+                                                     rng=rng, pad_to=fc.pad_to, threads=1)
         else:
             feats, lengths = self._stack_stored(audio_or_feats, plan.batches[batch_num])
         if feats.shape[2] > t_pad:
