@@ -58,11 +58,74 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class BlockConfig:
+    """One Jasper block: ``repeat`` sub-blocks of conv → BN → ReLU → dropout (the last one's ReLU and
+    dropout come after the residual sum)."""
+    filters: int
+    repeat: int = 1
+    kernel: int = 11
+    stride: int = 1
+    dilation: int = 1
+    dropout: float = 0.0
+    residual: bool = False      # takes (dense) residual inputs from earlier blocks
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Jasper network: prologue, B blocks and epilogue as one list (src/models/jasper.py)."""
+    name: str = "jasper"
+    blocks: tuple[BlockConfig, ...] = ()
+    dense_residual: bool = True  # each residual block sees every earlier block's output (Jasper "DR")
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.1     # PyTorch convention (weight of the new batch statistic)
+    init: str = "xavier_uniform"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and per-step learning-rate schedule (src/training/{optim,lr_schedule}.py)."""
+    name: str = "novograd"      # novograd | adamw | sgd
+    lr: float = 1e-2
+    betas: tuple[float, ...] = (0.95, 0.98)   # novograd / adamw
+    momentum: float = 0.9       # sgd
+    eps: float = 1e-8
+    weight_decay: float = 1e-3
+    grad_clip: float = 0.0      # max global gradient norm; 0 = off
+    warmup_steps: int = 0
+    hold_steps: int = 0
+    decay: str = "exponential"  # exponential | polynomial | constant, from lr down to min_lr at the end
+    min_lr: float = 1e-5
+    power: float = 2.0          # polynomial decay exponent
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training loop settings (src/training/)."""
+    epochs: int = 10
+    max_steps: int = 0          # stop after this many optimizer steps; 0 = epochs decide
+    loss_scale: str = "none"    # none | dynamic | a fixed number such as "1024"
+    loss_scale_init: float = 65536.0
+    loss_scale_factor: float = 2.0
+    loss_scale_window: int = 1000
+    amp_level: str = "auto"     # auto = O0 on CPU, O2 on GPU/Ascend; or O0 | O1 | O2 | O3
+    accumulate: int = 1         # micro-batches per optimizer step
+    ema: float = 0.0            # EMA decay of the weights; 0 = off
+    log_every: int = 10         # optimizer steps between log lines
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    eval_every: int = 0         # optimizer steps between dev evaluations; 0 = at each epoch end
+    seed: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     labels_path: str = "labels.json"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 class ConfigError(ValueError):
@@ -70,6 +133,8 @@ class ConfigError(ValueError):
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
@@ -85,13 +150,15 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        (item_tp, *_) = typing.get_args(tp) or (Any,)  # tuple[X, ...] and list[X] alike
         items = [_check_type(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. loss_scale: 1024
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
@@ -107,10 +174,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     kwargs = {}
     for name, value in data.items():
-        tp = hints[name]
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _check_type(value, tp, key)
-    return cls(**kwargs)
+        kwargs[name] = _check_type(value, hints[name], f"{where}.{name}" if where else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 def _apply_override(tree: dict, override: str) -> None:
