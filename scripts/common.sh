@@ -63,7 +63,8 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
   PY="$VENV_DIR/bin/python"
-  export PY
+  export PY VIRTUAL_ENV="$VENV_DIR"
+  export PATH="$VENV_DIR/bin:$PATH"  # launchers such as msrun start workers with the python on PATH
   export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
   # MindSpore logs at INFO/WARNING level by default; keep only errors unless asked.
   export GLOG_v="${GLOG_v:-3}"
@@ -72,4 +73,29 @@ ensure_venv() {
 setup_env() {
   ensure_system_packages "$@"
   ensure_venv
+}
+
+# ---- training launchers -------------------------------------------------------------------------
+# Settings common to the run_*_train_*.sh scripts; override through the environment:
+#   CONFIG (default src/configs/jasper10x5dr.yaml), DATA_DIR (MindRecord folders train/ and dev/,
+#   default data/mindrecord), OUTPUT_DIR (default runs/<script name>).  Arguments after the positional
+#   ones go to train.py unchanged (e.g. --epochs 10 --set data.batch_size=32).
+CONFIG="${CONFIG:-src/configs/jasper10x5dr.yaml}"
+DATA_DIR="${DATA_DIR:-data/mindrecord}"
+
+is_uint() { [[ "${1:-}" =~ ^[0-9]+$ ]]; }
+
+train_args() {  # train_args DEVICE OUTPUT_DIR  → the train.py argument list (printed one per line)
+  printf '%s\n' train.py --config "$CONFIG" --data_dir "$DATA_DIR" --output_dir "$2" --device_target "$1"
+}
+
+run_msrun() {  # run_msrun WORKERS DEVICE OUTPUT_DIR [train.py args...]
+  local workers="$1" device="$2" out="$3"; shift 3
+  command -v "$VENV_DIR/bin/msrun" >/dev/null || die "msrun not found in $VENV_DIR (it ships with MindSpore)"
+  mkdir -p "$out"
+  local port="${MASTER_PORT:-$((8000 + RANDOM % 2000))}"
+  log "msrun: $workers workers on $device, logs in $out/msrun_logs"
+  mapfile -t base < <(train_args "$device" "$out")
+  "$VENV_DIR/bin/msrun" --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" \
+    --log_dir="$out/msrun_logs" --join=True "${base[@]}" --is_distributed "$@"
 }

@@ -90,6 +90,7 @@ class OptimConfig:
     momentum: float = 0.9       # sgd
     eps: float = 1e-8
     weight_decay: float = 1e-3
+    decay_norm_and_bias: bool = True  # NVIDIA's recipe decays every parameter; false: conv/dense weights only
     grad_clip: float = 0.0      # max global gradient norm; 0 = off
     warmup_steps: int = 0
     hold_steps: int = 0
@@ -105,7 +106,7 @@ class TrainConfig:
     max_steps: int = 0          # stop after this many optimizer steps; 0 = epochs decide
     loss_scale: str = "none"    # none | dynamic | a fixed number such as "1024"
     loss_scale_init: float = 65536.0
-    loss_scale_factor: float = 2.0
+    loss_scale_factor: int = 2
     loss_scale_window: int = 1000
     amp_level: str = "auto"     # auto = O0 on CPU, O2 on GPU/Ascend; or O0 | O1 | O2 | O3
     accumulate: int = 1         # micro-batches per optimizer step

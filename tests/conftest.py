@@ -49,3 +49,27 @@ def small_corpus(tmp_path: Path) -> Path:
         n = int(16000 * (0.5 + 0.35 * i))
         utts.append((f"{spk}-{chap}-{i:04d}", TRANSCRIPTS[i], speech_like(n, 16000, i), 16000))
     return write_librispeech_folder(tmp_path / "LibriSpeech" / "dev-clean", utts)
+
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+
+
+@pytest.fixture(scope="session")
+def mindrecord_dir(tmp_path_factory) -> Path:
+    """22 utterances (0.6–3.5 s, 3 speakers, 3-word transcripts): ``m.json`` manifest, ``mr/`` MindRecord."""
+    from src.data.librispeech import convert_librispeech
+    from src.data.manifest import read_manifest
+    from src.data.mindrecord import write_mindrecord
+    from src.text.labels import load_labels
+
+    tmp = tmp_path_factory.mktemp("ds")
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(22):
+        n = int(16000 * rng.uniform(0.6, 3.5))
+        text = " ".join(rng.choice(WORDS, 3)).upper()
+        utts.append((f"{7 + i % 3}-1-{i:04d}", text, speech_like(n, 16000, i), 16000))
+    root = write_librispeech_folder(tmp / "corpus", utts)
+    convert_librispeech(root, tmp / "wav", tmp / "m.json", progress=False)
+    write_mindrecord(read_manifest(tmp / "m.json"), tmp / "mr", 2, load_labels(), progress=False)
+    return tmp

@@ -199,7 +199,8 @@ class SpeechData:
     def make_batch(self, plan: EpochPlan, epoch: int, batch_num: int, audio_or_feats: list,
                    tokens: list, utt_ids: list) -> tuple[np.ndarray, ...]:
         """Records of one planned batch → (features (B, n_mels, T), lengths (B,), tokens (B, S),
-        token lengths (B,), utt_ids (B,)), with T the batch's bucket length and S = T // stride."""
+        token lengths (B,), utt_ids (B,)), with T the batch's bucket length; S = T // stride in
+        training, the longest transcript of the batch in evaluation."""
         fc, t_pad = self.config.features, int(plan.frames[batch_num])
         rng = np.random.default_rng([self.config.data.seed, epoch, self.rank, batch_num, 1])
         if self.index.store == "audio":
@@ -216,11 +217,13 @@ class SpeechData:
         feats = np.pad(feats, ((0, 0), (0, 0), (0, t_pad - feats.shape[2])))
         if self.train and self.config.augment.spec_augment:
             feats = augment.spec_augment(feats, lengths, rng, self.config.augment)
-        s_pad = t_pad // self.output_stride
-        tok = np.full((len(tokens), s_pad), self.labels.blank, dtype=np.int32)
         tok_len = np.array([len(t) for t in tokens], dtype=np.int32)
+        # Training: a fixed width per bucket (one compiled shape; planning guarantees the tokens fit).
+        # Evaluation: the batch's longest transcript, so nothing is ever cut.
+        s_pad = t_pad // self.output_stride if self.train else max(int(tok_len.max()), 1)
+        tok = np.full((len(tokens), s_pad), self.labels.blank, dtype=np.int32)
         for i, t in enumerate(tokens):
-            tok[i, :min(len(t), s_pad)] = t[:s_pad]  # only evaluation can meet a longer one; loss is not used there
+            tok[i, :len(t)] = t
         return feats.astype(np.float32), lengths.astype(np.int32), tok, tok_len, np.asarray(utt_ids, dtype=str)
 
     def _stack_stored(self, flat_feats: list, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,18 +235,24 @@ class SpeechData:
             out[i, :, :m.shape[1]] = m
         return out, features.valid_frames(self.index.num_samples[records])
 
-    def pipeline(self, epoch: int, num_workers: int | None = None):
-        """The MindSpore dataset for one epoch; iterate with ``create_tuple_iterator(output_numpy=True)``."""
+    def pipeline(self, epoch: int, start_batch: int = 0, num_workers: int | None = None):
+        """The MindSpore dataset for one epoch, from batch ``start_batch`` on (a resumed run continues
+        mid-epoch with the very batches it would have seen).  Iterate with
+        ``create_tuple_iterator(num_epochs=1, output_numpy=True)``."""
         import mindspore.dataset as ds
 
         plan = self.plan(epoch)
+        if not 0 <= start_batch <= len(plan.batches):
+            raise ValueError(f"start_batch {start_batch} outside the epoch's {len(plan.batches)} batches")
         data_col = "audio" if self.index.store == "audio" else "features"
+        indices = [int(i) for b in plan.batches[start_batch:] for i in b] or plan.indices[:1]
         dataset = ds.MindDataset(self.index.files, columns_list=[data_col, "tokens", "utt_id"],
-                                 sampler=ds.SubsetSampler(plan.indices))
+                                 sampler=ds.SubsetSampler(indices))
 
         def per_batch(data, tokens, utt_ids, info):
-            return self.make_batch(plan, epoch, info.get_batch_num(), data, tokens, utt_ids)
+            return self.make_batch(plan, epoch, start_batch + info.get_batch_num(), data, tokens, utt_ids)
 
-        return dataset.batch(self.batch_size, drop_remainder=False, per_batch_map=per_batch,
-                             input_columns=[data_col, "tokens", "utt_id"], output_columns=OUTPUT_COLUMNS,
-                             num_parallel_workers=num_workers or self.config.data.num_parallel_workers)
+        dataset = dataset.batch(self.batch_size, drop_remainder=False, per_batch_map=per_batch,
+                                input_columns=[data_col, "tokens", "utt_id"], output_columns=OUTPUT_COLUMNS,
+                                num_parallel_workers=num_workers or self.config.data.num_parallel_workers)
+        return dataset.take(len(plan.batches) - start_batch)

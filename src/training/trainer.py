@@ -1,0 +1,274 @@
+"""The training loop: data, model, optimizer and train step wired together, with checkpoints, resume,
+periodic dev evaluation, logs and a plot.
+
+Every rank runs this; rank 0 alone writes checkpoints, logs and plots and evaluates on the dev set.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+from tqdm import tqdm
+
+from src.config import Config, save_config
+from src.data.dataset import SpeechData
+from src.data.manifest import read_manifest
+from src.data.mindrecord import INDEX_FILE, write_mindrecord
+from src.inference import evaluate
+from src.models.jasper import build_model
+from src.text.labels import load_labels
+from src.training.callbacks import Meter, TrainLog
+from src.training.checkpoint import (Position, latest_checkpoint, load_model_weights,
+                                     restore_training_checkpoint, save_training_checkpoint)
+from src.training.distributed import Cluster
+from src.training.lr_schedule import lr_at
+from src.training.optim import build_optimizer, weights_only
+from src.training.train_step import TrainStep, make_loss_scaler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    train_data: str
+    dev_data: str | None
+    output_dir: str
+    device_target: str = "CPU"
+    epochs: int | None = None          # overrides config.train.epochs
+    max_steps: int | None = None       # overrides config.train.max_steps
+    resume: bool = False
+    pretrained: str | None = None
+    progress: bool = True
+
+
+def amp_level_for(device_target: str, level: str) -> str:
+    """``auto`` → fp32 on CPU (no fast fp16 kernels there), O2 on GPU/Ascend."""
+    if level == "auto":
+        return "O0" if device_target == "CPU" else "O2"
+    if level not in ("O0", "O1", "O2", "O3"):
+        raise ValueError(f"train.amp_level must be auto, O0, O1, O2 or O3, got {level!r}")
+    return level
+
+
+def resolve_data(path: str, work_dir: Path, config: Config, cluster: Cluster) -> Path:
+    """A MindRecord folder as is; a manifest JSON is written to MindRecord under ``work_dir`` first (cached)."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / INDEX_FILE).is_file():
+            raise FileNotFoundError(f"{p} has no {INDEX_FILE}: pass a folder written by create_mindrecord.py "
+                                    "or a manifest JSON")
+        return p
+    if p.suffix != ".json" or not p.is_file():
+        raise FileNotFoundError(f"{path}: expected a MindRecord folder or a manifest .json file")
+    if cluster.world > 1:
+        raise ValueError(f"{path}: in distributed runs pass MindRecord folders (run create_mindrecord.py "
+                         "once before launching the ranks)")
+    out = work_dir / "mindrecord" / p.stem
+    write_mindrecord(read_manifest(p), out, 1, load_labels(config.labels_path), feature_cfg=config.features,
+                     progress=False)
+    return out
+
+
+class Trainer:
+    def __init__(self, config: Config, options: RunOptions, cluster: Cluster) -> None:
+        self.config, self.opts, self.cluster = config, options, cluster
+        self.out = Path(options.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.labels = load_labels(config.labels_path)
+        tc = config.train
+
+        self.model = build_model(config)
+        if options.pretrained:
+            load_model_weights(self.model, options.pretrained)
+            log.info("initialised from %s", options.pretrained)
+        level = amp_level_for(options.device_target, tc.amp_level)
+        if level != "O0":
+            ms.amp.auto_mixed_precision(self.model, level)
+
+        train_dir = resolve_data(options.train_data, self.out, config, cluster)
+        self.train_data = SpeechData(train_dir, config, train=True, rank=cluster.rank, world=cluster.world,
+                                     output_stride=self.model.time_stride)
+        self.dev_data = None
+        if options.dev_data and cluster.is_main:
+            dev_dir = resolve_data(options.dev_data, self.out, config, cluster)
+            self.dev_data = SpeechData(dev_dir, config, train=False, output_stride=self.model.time_stride)
+
+        self.batches_per_epoch = self.train_data.steps_per_epoch()
+        self.steps_per_epoch = self.batches_per_epoch // tc.accumulate
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"an epoch has {self.batches_per_epoch} batches, fewer than train.accumulate="
+                             f"{tc.accumulate}")
+        epochs = options.epochs if options.epochs is not None else tc.epochs
+        max_steps = options.max_steps if options.max_steps is not None else tc.max_steps
+        self.total_steps = max_steps if max_steps > 0 else epochs * self.steps_per_epoch
+
+        self.optimizer = build_optimizer(self.model.trainable_params(), config.optim, self.total_steps,
+                                         decay_filter=None if config.optim.decay_norm_and_bias else weights_only)
+        self.scaler = make_loss_scaler(tc)
+        reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=True, degree=cluster.world) \
+            if cluster.world > 1 else None
+        self.step_cell = TrainStep(self.model, self.optimizer, self.labels.blank, self.scaler,
+                                   grad_clip=config.optim.grad_clip, accumulate=tc.accumulate,
+                                   ema_decay=tc.ema, grad_reducer=reducer)
+        self.accumulate_cell = self.step_cell.accumulate_cell() if tc.accumulate > 1 else None
+        self.train_shapes: set[tuple[int, ...]] = set()
+
+    # ------------------------------------------------------------------------------------------
+    def _restore(self) -> Position:
+        if not self.opts.resume:
+            return Position(0, 0, 0)
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            log.info("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
+            return Position(0, 0, 0)
+        pos = restore_training_checkpoint(self.step_cell, self.scaler, path)
+        log.info("resumed from %s: epoch %d, step %d, batch %d of the epoch", path, pos.epoch, pos.step, pos.batch)
+        return pos
+
+    def _save(self, pos: Position) -> None:
+        if self.cluster.is_main:
+            path = save_training_checkpoint(self.step_cell, self.scaler, self.ckpt_dir, pos,
+                                            keep=self.config.train.keep_checkpoints)
+            log.info("saved %s", path)
+
+    @contextlib.contextmanager
+    def _ema_weights(self) -> Iterator[None]:
+        """Evaluate with the EMA weights when EMA is on; the training weights come back afterwards."""
+        if not self.step_cell.use_ema:
+            yield
+            return
+        backup = [p.asnumpy().copy() for p in self.step_cell.model_state]
+        for p, e in zip(self.step_cell.model_state, self.step_cell.ema):
+            p.set_data(Tensor(e.asnumpy()))
+        try:
+            yield
+        finally:
+            for p, b in zip(self.step_cell.model_state, backup):
+                p.set_data(Tensor(b))
+
+    def evaluate_dev(self) -> dict | None:
+        if self.dev_data is None:
+            return None
+        self.model.set_train(False)
+        try:
+            with self._ema_weights():
+                rates, _ = evaluate(self.model, self.dev_data, self.labels, progress=self.opts.progress,
+                                    desc="dev")
+        finally:
+            self.model.set_train(True)
+        return {"dev_wer": rates.wer, "dev_cer": rates.cer}
+
+    # ------------------------------------------------------------------------------------------
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, ...]]:
+        it = self.train_data.pipeline(epoch, start_batch=start).create_tuple_iterator(num_epochs=1,
+                                                                                      output_numpy=True)
+        yield from it
+
+    def run(self) -> dict:
+        tc, fc = self.config.train, self.config.features
+        if self.cluster.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.ckpt_dir / "config.yaml")
+        pos = self._restore()
+        train_log = TrainLog(self.ckpt_dir, resume_step=pos.step) if self.cluster.is_main else None
+        step, epoch, batch_in_epoch = pos.step, pos.epoch, pos.batch
+        if batch_in_epoch >= self.batches_per_epoch // tc.accumulate * tc.accumulate:
+            epoch, batch_in_epoch = epoch + 1, 0
+        log.info("training %s: %d steps (%d per epoch, batch %d, accumulate %d, %d rank(s)); %d parameters",
+                 self.config.model.name, self.total_steps, self.steps_per_epoch, self.train_data.batch_size,
+                 tc.accumulate, self.cluster.world, sum(p.size for p in self.model.trainable_params()))
+        self.model.set_train(True)
+        meter, started, last = Meter(), time.perf_counter(), {}
+        eval_every = tc.eval_every or self.steps_per_epoch
+        while step < self.total_steps:
+            usable = self.steps_per_epoch * tc.accumulate
+            bar = tqdm(total=self.steps_per_epoch, initial=batch_in_epoch // tc.accumulate, unit="step",
+                       desc=f"epoch {epoch}", disable=not (self.opts.progress and self.cluster.is_main), leave=False)
+            for feats, lengths, tokens, token_lengths, utt_ids in self._batches(epoch, batch_in_epoch):
+                if batch_in_epoch >= usable or step >= self.total_steps:
+                    break
+                if not self.train_shapes:  # lets a data-parallel run show that ranks read different data
+                    log.info("rank %d: first batch %s", self.cluster.rank, "-".join(map(str, utt_ids[:2])))
+                self.train_shapes.add(feats.shape)
+                args = (Tensor(feats), Tensor(lengths), Tensor(tokens), Tensor(token_lengths))
+                batch_in_epoch += 1
+                audio_s = float(lengths.sum()) * fc.hop_length / fc.sample_rate
+                if batch_in_epoch % tc.accumulate:
+                    self.accumulate_cell(*args)
+                    meter.utterances += feats.shape[0]
+                    meter.audio_seconds += audio_s
+                    continue
+                loss, finite, norm, scale = self.step_cell(*args)
+                step += 1
+                meter.update(float(loss.asnumpy()), bool(finite.asnumpy()), float(norm.asnumpy()),
+                             feats.shape[0], audio_s)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.asnumpy()):.2f}")
+                at_epoch_end = batch_in_epoch >= usable
+                want_eval = step % eval_every == 0 or step == self.total_steps
+                if step % tc.log_every == 0 or want_eval or at_epoch_end:
+                    last = {"step": step, "epoch": epoch, **meter.summary(),
+                            "lr": lr_at(step - 1, self.total_steps, self.config.optim),
+                            "loss_scale": float(scale.asnumpy()),
+                            "skipped_steps": int(self.step_cell.skipped_steps.asnumpy()),
+                            "wall_s": round(time.perf_counter() - started, 1)}
+                    meter.reset()
+                    if want_eval:
+                        last.update(self.evaluate_dev() or {})
+                    if self.cluster.is_main:
+                        log.info("step %d/%d epoch %d  loss %.3f  lr %.3g  scale %g  grad norm %.3g  "
+                                 "%.1f utt/s  %.0f audio-s/s  skipped %d%s", step, self.total_steps, epoch,
+                                 last["loss"], last["lr"], last["loss_scale"], last["grad_norm"],
+                                 last["utt_per_s"], last["audio_s_per_s"], last["skipped_steps"],
+                                 f"  dev WER {last['dev_wer']:.2f} %" if "dev_wer" in last else "")
+                        train_log.append(last)
+                        if want_eval:
+                            train_log.plot()
+                if step % tc.checkpoint_every == 0 or at_epoch_end or step == self.total_steps:
+                    self._save(Position(epoch, step, batch_in_epoch))
+            bar.close()
+            epoch, batch_in_epoch = epoch + 1, 0
+        result = {"steps": step, "epochs_started": epoch, "train_shapes": sorted(self.train_shapes),
+                  "skipped_steps": int(self.step_cell.skipped_steps.asnumpy()),
+                  "weights_fingerprint": weights_fingerprint(self.model), **last}
+        # Every rank reports (seen with --log_all_ranks): data-parallel ranks must end identical.
+        log.info("rank %d: weights fingerprint %s after %d steps", self.cluster.rank,
+                 result["weights_fingerprint"], step)
+        if self.cluster.is_main:
+            train_log.plot()
+            log.info("done: %d steps in %.1f s; %d training shapes compiled; %d non-finite steps skipped; "
+                     "last loss %.3f%s; checkpoints in %s", step, time.perf_counter() - started,
+                     len(self.train_shapes), result["skipped_steps"], last.get("loss", float("nan")),
+                     f", dev WER {last['dev_wer']:.2f} %" if "dev_wer" in last else "", self.ckpt_dir)
+        return result
+
+
+def weights_fingerprint(model: nn.Cell) -> str:
+    """A short hash of the trainable weights.  (BatchNorm running statistics are left out: each rank
+    gathers its own from its batches, and rank 0's are the ones saved.)"""
+    h = hashlib.sha256()
+    for p in sorted(model.trainable_params(), key=lambda p: p.name):
+        h.update(p.name.encode())
+        h.update(np.ascontiguousarray(p.asnumpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def configure_device(device_target: str, device_id: int, seed: int) -> None:
+    """GRAPH_MODE on the chosen device; the same seed on every rank (identical initial weights)."""
+    if device_target not in ("CPU", "GPU", "Ascend"):
+        raise ValueError(f"--device_target must be CPU, GPU or Ascend, got {device_target!r}")
+    ms.set_device(device_target, device_id if device_target != "CPU" else None)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if device_target == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(int(os.environ.get("MS_CPU_THREADS", os.cpu_count() or 1)))
+    ms.set_seed(seed)
+    np.random.seed(seed)
