@@ -91,8 +91,8 @@ class Trainer:
             load_model_weights(self.model, options.pretrained)
             log.info("initialised from %s", options.pretrained)
         level = amp_level_for(options.device_target, tc.amp_level)
-        if level != "O0":
-            ms.amp.auto_mixed_precision(self.model, level)
+        # The wrapper casts inputs/outputs; parameter names stay the model's own.
+        self.net = ms.amp.auto_mixed_precision(self.model, level) if level != "O0" else self.model
 
         train_dir = resolve_data(options.train_data, self.out, config, cluster)
         self.train_data = SpeechData(train_dir, config, train=True, rank=cluster.rank, world=cluster.world,
@@ -116,7 +116,7 @@ class Trainer:
         self.scaler = make_loss_scaler(tc)
         reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=True, degree=cluster.world) \
             if cluster.world > 1 else None
-        self.step_cell = TrainStep(self.model, self.optimizer, self.labels.blank, self.scaler,
+        self.step_cell = TrainStep(self.net, self.optimizer, self.labels.blank, self.scaler,
                                    grad_clip=config.optim.grad_clip, accumulate=tc.accumulate,
                                    ema_decay=tc.ema, grad_reducer=reducer)
         self.accumulate_cell = self.step_cell.accumulate_cell() if tc.accumulate > 1 else None
@@ -158,13 +158,13 @@ class Trainer:
     def evaluate_dev(self) -> dict | None:
         if self.dev_data is None:
             return None
-        self.model.set_train(False)
+        self.net.set_train(False)
         try:
             with self._ema_weights():
-                rates, _ = evaluate(self.model, self.dev_data, self.labels, progress=self.opts.progress,
+                rates, _ = evaluate(self.net, self.dev_data, self.labels, progress=self.opts.progress,
                                     desc="dev")
         finally:
-            self.model.set_train(True)
+            self.net.set_train(True)
         return {"dev_wer": rates.wer, "dev_cer": rates.cer}
 
     # ------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class Trainer:
         log.info("training %s: %d steps (%d per epoch, batch %d, accumulate %d, %d rank(s)); %d parameters",
                  self.config.model.name, self.total_steps, self.steps_per_epoch, self.train_data.batch_size,
                  tc.accumulate, self.cluster.world, sum(p.size for p in self.model.trainable_params()))
-        self.model.set_train(True)
+        self.net.set_train(True)
         meter, started, last = Meter(), time.perf_counter(), {}
         eval_every = tc.eval_every or self.steps_per_epoch
         while step < self.total_steps:
