@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from src.config import ConfigError, load_config
     from src.data.manifest import ManifestError
     from src.training.distributed import init_cluster, launched_distributed
-    from src.training.trainer import RunOptions, Trainer, configure_device
+    from src.runtime import configure_device
+    from src.training.trainer import RunOptions, Trainer
 
     overrides = list(args.set)
     if args.loss_scale is not None:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"train.amp_level={args.amp_level}")
     try:
         config = load_config(args.config, overrides)
-        configure_device(args.device_target, args.device_id, config.train.seed)
+        configure_device(args.device_target, args.device_id, seed=config.train.seed)
         distributed = args.is_distributed if args.is_distributed is not None else launched_distributed()
         cluster = init_cluster(distributed)
         options = RunOptions(args.train_data, args.dev_data, args.output_dir, args.device_target, args.epochs,

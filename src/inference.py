@@ -6,18 +6,88 @@ inference mode or an ``nn.GraphCell`` of an exported MindIR.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from mindspore import Tensor
+from mindspore import Tensor, nn
 from tqdm import tqdm
+
+from src.config import Config
 
 from src.decoding.greedy import greedy_decode
 from src.metrics.wer import EditCounts, ErrorRates
 from src.text.labels import Labels
 
 Model = Callable[[Tensor, Tensor], tuple]
+
+
+def load_checkpoint_model(config: Config, checkpoint: str | os.PathLike, ema: bool = False) -> nn.Cell:
+    """The Jasper of ``config`` with a checkpoint's (or its EMA) weights, in inference mode."""
+    from src.models.jasper import build_model
+    from src.training.checkpoint import load_model_weights
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    model = build_model(config)
+    load_model_weights(model, checkpoint, ema=ema)
+    model.set_train(False)
+    return model
+
+
+def export_info_path(model_file: str | os.PathLike) -> Path:
+    """``jasper.mindir`` → ``jasper.mindir.json``: the input shape export.py used."""
+    return Path(f"{model_file}.json")
+
+
+class FixedShapeModel:
+    """Runs a graph exported with a fixed input (batch_size, n_mels, n_frames) on any batch: frames are
+    zero-padded to n_frames (masking inside the graph makes that exact), rows are padded with empty
+    utterances or split into several calls."""
+
+    def __init__(self, cell: nn.Cell, batch_size: int, n_frames: int, source: str = "the graph") -> None:
+        self.cell, self.batch_size, self.n_frames, self.source = cell, batch_size, n_frames, source
+
+    def __call__(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        feats, lens = features.asnumpy(), lengths.asnumpy()
+        if feats.shape[2] > self.n_frames:
+            raise ValueError(f"{feats.shape[2]} frames do not fit {self.source}, exported for {self.n_frames}; "
+                             "export again with a larger --n_frames (or --dynamic)")
+        feats = np.pad(feats, ((0, 0), (0, 0), (0, self.n_frames - feats.shape[2])))
+        outs, out_lens = [], []
+        for i in range(0, len(feats), self.batch_size):
+            f, n = feats[i:i + self.batch_size], lens[i:i + self.batch_size]
+            rows = len(f)
+            if rows < self.batch_size:  # empty utterances (length 1) fill the fixed batch
+                f = np.concatenate([f, np.zeros((self.batch_size - rows, *f.shape[1:]), f.dtype)])
+                n = np.concatenate([n, np.ones(self.batch_size - rows, n.dtype)])
+            lp, ol = self.cell(Tensor(f), Tensor(n))
+            outs.append(lp.asnumpy()[:rows])
+            out_lens.append(ol.asnumpy()[:rows])
+        return Tensor(np.concatenate(outs)), Tensor(np.concatenate(out_lens))
+
+
+def load_mindir_model(path: str | os.PathLike) -> Model:
+    """An exported MindIR as a callable model.  Its input shape comes from the ``.json`` export.py
+    writes beside it; without one the graph is called as it is (a dynamic export)."""
+    import json
+
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MindIR not found: {path}")
+    try:
+        cell = nn.GraphCell(ms.load(str(path)))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: cannot load the MindIR ({e})") from None
+    info_path = export_info_path(path)
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {"dynamic": True}
+    if info.get("dynamic"):
+        return cell
+    return FixedShapeModel(cell, int(info["batch_size"]), int(info["n_frames"]), source=str(path))
 
 
 @dataclass(frozen=True)

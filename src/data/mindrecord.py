@@ -43,8 +43,8 @@ import numpy as np
 from tqdm import tqdm
 
 from src.audio.io import AudioError, float_to_int16, load_audio
-from src.config import FeatureConfig
-from src.data.manifest import Utterance
+from src.config import Config, FeatureConfig
+from src.data.manifest import Utterance, read_manifest
 from src.fileio import atomic_write_json
 from src.text.labels import Labels
 
@@ -265,3 +265,22 @@ def read_index(data_dir: str | os.PathLike) -> ShardIndex:
         nt += meta["num_tokens"]
     return ShardIndex(files, index["store"], index["sample_rate"], utt_ids,
                       np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64))
+
+
+def mindrecord_for(path: str | os.PathLike, cache_dir: str | os.PathLike, config: Config) -> Path:
+    """A MindRecord folder as is; a manifest JSON is first written to ``cache_dir/<stem>`` (kept and
+    reused while the manifest's utterances are unchanged)."""
+    from src.text.labels import load_labels
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / INDEX_FILE).is_file():
+            raise FileNotFoundError(f"{p} has no {INDEX_FILE}: pass a folder written by create_mindrecord.py "
+                                    "or a manifest JSON")
+        return p
+    if p.suffix != ".json" or not p.is_file():
+        raise FileNotFoundError(f"{path}: expected a MindRecord folder or a manifest .json file")
+    out = Path(cache_dir) / p.stem
+    write_mindrecord(read_manifest(p), out, 1, load_labels(config.labels_path), feature_cfg=config.features,
+                     progress=False)
+    return out

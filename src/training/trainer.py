@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from src.config import Config, save_config
 from src.data.dataset import SpeechData
-from src.data.manifest import read_manifest
-from src.data.mindrecord import INDEX_FILE, write_mindrecord
+from src.data.mindrecord import mindrecord_for
 from src.inference import evaluate
 from src.models.jasper import build_model
 from src.text.labels import load_labels
@@ -59,25 +58,6 @@ def amp_level_for(device_target: str, level: str) -> str:
     return level
 
 
-def resolve_data(path: str, work_dir: Path, config: Config, cluster: Cluster) -> Path:
-    """A MindRecord folder as is; a manifest JSON is written to MindRecord under ``work_dir`` first (cached)."""
-    p = Path(path)
-    if p.is_dir():
-        if not (p / INDEX_FILE).is_file():
-            raise FileNotFoundError(f"{p} has no {INDEX_FILE}: pass a folder written by create_mindrecord.py "
-                                    "or a manifest JSON")
-        return p
-    if p.suffix != ".json" or not p.is_file():
-        raise FileNotFoundError(f"{path}: expected a MindRecord folder or a manifest .json file")
-    if cluster.world > 1:
-        raise ValueError(f"{path}: in distributed runs pass MindRecord folders (run create_mindrecord.py "
-                         "once before launching the ranks)")
-    out = work_dir / "mindrecord" / p.stem
-    write_mindrecord(read_manifest(p), out, 1, load_labels(config.labels_path), feature_cfg=config.features,
-                     progress=False)
-    return out
-
-
 class Trainer:
     def __init__(self, config: Config, options: RunOptions, cluster: Cluster) -> None:
         self.config, self.opts, self.cluster = config, options, cluster
@@ -94,12 +74,15 @@ class Trainer:
         # The wrapper casts inputs/outputs; parameter names stay the model's own.
         self.net = ms.amp.auto_mixed_precision(self.model, level) if level != "O0" else self.model
 
-        train_dir = resolve_data(options.train_data, self.out, config, cluster)
+        if cluster.world > 1 and Path(options.train_data).suffix == ".json":
+            raise ValueError(f"{options.train_data}: in distributed runs pass MindRecord folders "
+                             "(run create_mindrecord.py once before launching the ranks)")
+        train_dir = mindrecord_for(options.train_data, self.out / "mindrecord", config)
         self.train_data = SpeechData(train_dir, config, train=True, rank=cluster.rank, world=cluster.world,
                                      output_stride=self.model.time_stride)
         self.dev_data = None
         if options.dev_data and cluster.is_main:
-            dev_dir = resolve_data(options.dev_data, self.out, config, cluster)
+            dev_dir = mindrecord_for(options.dev_data, self.out / "mindrecord", config)
             self.dev_data = SpeechData(dev_dir, config, train=False, output_stride=self.model.time_stride)
 
         self.batches_per_epoch = self.train_data.steps_per_epoch()
@@ -260,15 +243,3 @@ def weights_fingerprint(model: nn.Cell) -> str:
         h.update(p.name.encode())
         h.update(np.ascontiguousarray(p.asnumpy()).tobytes())
     return h.hexdigest()[:16]
-
-
-def configure_device(device_target: str, device_id: int, seed: int) -> None:
-    """GRAPH_MODE on the chosen device; the same seed on every rank (identical initial weights)."""
-    if device_target not in ("CPU", "GPU", "Ascend"):
-        raise ValueError(f"--device_target must be CPU, GPU or Ascend, got {device_target!r}")
-    ms.set_device(device_target, device_id if device_target != "CPU" else None)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if device_target == "CPU":
-        ms.device_context.cpu.op_tuning.threads_num(int(os.environ.get("MS_CPU_THREADS", os.cpu_count() or 1)))
-    ms.set_seed(seed)
-    np.random.seed(seed)

@@ -1,0 +1,23 @@
+"""Device and execution-mode set-up shared by every entry point."""
+from __future__ import annotations
+
+import os
+
+import mindspore as ms
+import numpy as np
+
+DEVICES = ("CPU", "GPU", "Ascend")
+
+
+def configure_device(device_target: str = "CPU", device_id: int = 0, seed: int | None = None) -> None:
+    """GRAPH_MODE on the chosen device; with ``seed``, the same seed for MindSpore and numpy (every
+    data-parallel rank passes the same one, so initial weights are identical)."""
+    if device_target not in DEVICES:
+        raise ValueError(f"--device_target must be one of {DEVICES}, got {device_target!r}")
+    ms.set_device(device_target, None if device_target == "CPU" else device_id)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if device_target == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(int(os.environ.get("MS_CPU_THREADS", os.cpu_count() or 1)))
+    if seed is not None:
+        ms.set_seed(seed)
+        np.random.seed(seed)

@@ -1,0 +1,85 @@
+"""Transcribe audio files (wav, flac, ogg; any sample rate; mono or stereo) with a checkpoint or a MindIR.
+
+Usage:
+    python transcribe.py --config src/configs/jasper_tiny.yaml --checkpoint CKPT speech.wav [more.flac ...]
+    python transcribe.py --config CFG --mindir jasper.mindir speech.wav
+
+Prints ``path<TAB>text`` per file, in the order given.  Audio is resampled to the model's rate and
+down-mixed to mono (soxr, soundfile).  A file that cannot be read is reported on stderr and the
+others are still transcribed; the exit code is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger("transcribe")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="src/configs/jasper_tiny.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint")
+    model.add_argument("--mindir")
+    p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
+    p.add_argument("--device_id", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from src.log import setup_logging
+    setup_logging()
+    from src.audio.features import batch_features
+    from src.audio.io import AudioError, load_audio
+    from src.config import ConfigError, load_config
+    from src.decoding.greedy import greedy_decode
+    from src.inference import load_checkpoint_model, load_mindir_model, predict
+    from src.runtime import configure_device
+    from src.text.labels import load_labels
+
+    try:
+        config = load_config(args.config, args.set)
+        configure_device(args.device_target, args.device_id)
+        labels = load_labels(config.labels_path)
+        model = (load_mindir_model(args.mindir) if args.mindir
+                 else load_checkpoint_model(config, args.checkpoint, ema=args.ema))
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 1
+    audio, failed = {}, 0
+    for path in args.audio:
+        try:
+            audio[path] = load_audio(path, target_sr=config.features.sample_rate)[0]
+        except (AudioError, FileNotFoundError) as e:
+            log.error("%s", e)
+            failed += 1
+    # Similar lengths together keep padding small; results are printed in the order given.
+    order = sorted(audio, key=lambda p: len(audio[p]))
+    texts = {}
+    for i in range(0, len(order), args.batch_size):
+        paths = order[i:i + args.batch_size]
+        feats, lengths = batch_features([audio[p] for p in paths], config.features)
+        try:
+            log_probs, out_lengths = predict(model, feats, lengths)
+        except ValueError as e:  # e.g. longer than a fixed-shape MindIR allows
+            log.error("%s: %s", ", ".join(paths), e)
+            failed += len(paths)
+            continue
+        texts.update(zip(paths, greedy_decode(log_probs, out_lengths, labels)))
+    for path in args.audio:
+        if path in texts:
+            print(f"{path}\t{texts[path]}", flush=True)
+    if failed:
+        log.error("%d of %d files could not be transcribed", failed, len(args.audio))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
