@@ -3,48 +3,59 @@
 Usage:
     python utils/run_demo.py [--quick] [--work_dir demo_work] [--from STAGE] [--jobs N]
 
-Stages: corpus → convert → mindrecord → loader.  Every stage is cached by the stage itself
-(generated chapters, converted wavs and MindRecord shards are reused when their inputs are
-unchanged), so a second run is quick; ``--from STAGE`` forces that stage and the later ones to redo
-their work.  Writes ``<work_dir>/summary.json`` (per stage: seconds and artifacts) and prints a
-table.
+Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310.
+Each stage after ``mindrecord`` runs the project's own command line (printed, so it can be re-run
+by hand).  Every stage keeps its outputs and reuses them when they are complete (generated chapters,
+wavs, shards, a finished training run, exported files), so a second run is quick; ``--from STAGE``
+redoes that stage and the later ones.  Writes ``<work_dir>/summary.json`` — per stage its seconds
+and artifacts, per inference path (checkpoint, mindir, 310) and split (dev, test) its WER and CER —
+and prints a table.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from src.config import load_config  # noqa: E402
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
-from src.data.mindrecord import write_mindrecord  # noqa: E402
 from src.data.synthetic import make_corpus  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
-from src.text.labels import load_labels  # noqa: E402
 
 log = logging.getLogger("demo")
 
-STAGES = ("corpus", "convert", "mindrecord", "loader")
+STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310")
 SPLITS = {"train": "train-clean", "dev": "dev-clean", "test": "test-clean"}
+CONFIG = REPO / "src" / "configs" / "jasper_tiny.yaml"
+# --quick: the tiny corpus and a handful of steps; proves every stage runs and agrees, not accuracy.
+QUICK_SETTINGS = ["data.batch_size=2", "train.max_steps=12", "train.log_every=4", "train.eval_every=12",
+                  "train.checkpoint_every=12", "optim.warmup_steps=4"]
+
+
+class StageError(RuntimeError):
+    """A stage's command failed; its output is in the stage log."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny corpus, a few minutes end to end")
+    p.add_argument("--quick", action="store_true", help="tiny corpus and a few steps: every stage in minutes")
     p.add_argument("--work_dir", default="demo_work")
     p.add_argument("--from", dest="from_stage", choices=STAGES, default=None, help="redo this stage and later ones")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--config", default=str(CONFIG), help="training preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     return p.parse_args(argv)
 
 
@@ -52,97 +63,179 @@ class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.work = Path(args.work_dir).resolve()
-        self.config = load_config(args.config, args.set)
+        self.overrides = (QUICK_SETTINGS if args.quick else []) + list(args.set)
         self.summary: dict = {"mode": "quick" if args.quick else "full", "work_dir": str(self.work),
-                              "stages": {}, "inference": {}}
+                              "config": args.config, "overrides": self.overrides, "stages": {}, "inference": {}}
+        self.librispeech = self.work / "corpus" / "LibriSpeech"
+        self.data, self.mindrecord = self.work / "data", self.work / "mindrecord"
+        self.run_dir, self.export_dir = self.work / "train", self.work / "export"
 
-    def _fresh(self, stage: str, *paths: Path) -> None:
-        """With --from, remove the cached outputs of this stage and the later ones."""
+    # --- helpers ---------------------------------------------------------------------------------
+    def redo(self, stage: str) -> bool:
         f = self.args.from_stage
-        if f and STAGES.index(stage) >= STAGES.index(f):
-            for p in paths:
-                shutil.rmtree(p, ignore_errors=True)
+        return bool(f) and STAGES.index(stage) >= STAGES.index(f)
 
-    def run_stage(self, name: str, fn: Callable[[], list[str]]) -> None:
+    def fresh(self, stage: str, *paths: Path) -> None:
+        """With --from, remove the cached outputs of this stage (and, by the caller, the later ones)."""
+        if self.redo(stage):
+            for p in paths:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def command(self, stage: str, args: list[str]) -> None:
+        """Run one of the project's command lines; its output goes to logs/<stage>.log."""
+        cmd = [str(c) for c in ([sys.executable, *args] if str(args[0]).endswith(".py") else args)]
+        printable = shlex.join(["python" if c == sys.executable else c for c in cmd])
+        log.info("$ %s", printable)
+        log_path = self.work / "logs" / f"{stage}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as out:
+            out.write(f"$ {printable}\n")
+            out.flush()
+            result = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise StageError(f"stage {stage} failed (exit {result.returncode}); last lines of {log_path}:\n"
+                             + "\n".join(tail))
+
+    def run_stage(self, name: str, fn: Callable[[], list[Path]]) -> None:
         log.info("=== stage %s", name)
         start = time.perf_counter()
         artifacts = fn()
-        self.summary["stages"][name] = {"seconds": round(time.perf_counter() - start, 2), "artifacts": artifacts}
+        self.summary["stages"][name] = {"seconds": round(time.perf_counter() - start, 2),
+                                        "artifacts": [str(a) for a in artifacts]}
         atomic_write_json(self.work / "summary.json", self.summary)
 
-    def corpus(self) -> list[str]:
-        out = self.work / "corpus"
-        self._fresh("corpus", out)
-        root = make_corpus(out, preset="tiny" if self.args.quick else "demo", jobs=self.args.jobs, progress=True)
-        self.librispeech = root
-        return [str(root)]
+    def manifest(self, split: str) -> Path:
+        return self.data / f"{SPLITS[split]}.json"
 
-    def convert(self) -> list[str]:
-        data = self.work / "data"
-        self._fresh("convert", data)
-        out = []
+    def record(self, path: str, metrics_file: Path) -> None:
+        """Copy WER/CER of the dev and test sets from a metrics.json into the summary."""
+        metrics = json.loads(metrics_file.read_text())
+        for split in ("dev", "test"):
+            m = metrics.get(SPLITS[split]) or metrics.get(split)
+            if m:
+                self.summary["inference"].setdefault(path, {})[split] = {"wer": m["wer"], "cer": m["cer"],
+                                                                        "utterances": m["utterances"]}
+
+    # --- stages ----------------------------------------------------------------------------------
+    def corpus(self) -> list[Path]:
+        self.fresh("corpus", self.work / "corpus")
+        root = make_corpus(self.work / "corpus", preset="tiny" if self.args.quick else "demo", jobs=self.args.jobs,
+                           progress=True)
+        return [root]
+
+    def convert(self) -> list[Path]:
+        self.fresh("convert", self.data)
         for split, subset in SPLITS.items():
-            manifest = data / f"{subset}.json"
-            report = convert_librispeech(self.librispeech / subset, data / f"{subset}-wav", manifest,
-                                         parallel=self.args.jobs)
+            report = convert_librispeech(self.librispeech / subset, self.data / f"{subset}-wav",
+                                         self.manifest(split), parallel=self.args.jobs)
             log.info("%s: %s", subset, report.summary())
-            out.append(str(manifest))
-        return out
+        return [self.manifest(s) for s in SPLITS]
 
-    def mindrecord(self) -> list[str]:
-        root = self.work / "mindrecord"
-        self._fresh("mindrecord", root)
-        out, labels = [], load_labels(self.config.labels_path)
-        for split, subset in SPLITS.items():
-            utts = read_manifest(self.work / "data" / f"{subset}.json")
-            shards = 4 if split == "train" and len(utts) >= 400 else 1
-            index = write_mindrecord(utts, root / split, shards, labels, feature_cfg=self.config.features,
-                                     parallel=self.args.jobs)
-            log.info("%s: %d records, %.2f h in %d shards", split, index["records"], index["hours"], shards)
-            out.append(str(root / split))
-        return out
+    def mindrecord_stage(self) -> list[Path]:
+        self.fresh("mindrecord", self.mindrecord)
+        for split in SPLITS:
+            shards = 4 if len(read_manifest(self.manifest(split))) >= 400 else 1
+            self.command("mindrecord", ["create_mindrecord.py", "--manifest", self.manifest(split), "--output_dir",
+                                        self.mindrecord / split, "--num_shards", str(shards), "--no_progress"])
+        return [self.mindrecord / s for s in SPLITS]
 
-    def loader(self) -> list[str]:
-        """Read one training epoch through the real pipeline: proves shards, features and buckets."""
-        from src.data.dataset import SpeechData
-        data = SpeechData(self.work / "mindrecord" / "train", self.config, train=True)
-        start, n_utts = time.perf_counter(), 0
-        for feats, *_ in data.pipeline(0).create_tuple_iterator(num_epochs=1, output_numpy=True):
-            n_utts += feats.shape[0]
-        seconds = time.perf_counter() - start
-        stats = {"batches": data.steps_per_epoch(), "utterances": n_utts, "shapes": data.shapes(),
-                 "padding_overhead": round(data.padding_overhead(0), 4),
-                 "utterances_per_second": round(n_utts / seconds, 1)}
-        self.summary["loader"] = stats
-        log.info("loader: %s", stats)
-        return []
+    def config_args(self) -> list[str]:
+        return ["--config", self.args.config] + [a for o in self.overrides for a in ("--set", o)]
+
+    def train(self) -> list[Path]:
+        self.fresh("train", self.run_dir)
+        # --resume makes the stage incremental: a finished run restores and stops at once.
+        self.command("train", ["train.py", *self.config_args(), "--train_data", self.mindrecord / "train",
+                               "--dev_data", self.mindrecord / "dev", "--output_dir", self.run_dir, "--resume",
+                               "--no_progress"])
+        ckpts = sorted((self.run_dir / "checkpoints").glob("jasper-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+        self.checkpoint = ckpts[-1]
+        log_csv = self.run_dir / "checkpoints" / "train_log.csv"
+        return [self.checkpoint, log_csv, log_csv.with_suffix(".png")]
+
+    def eval(self) -> list[Path]:
+        out = self.work / "eval_checkpoint"
+        self.fresh("eval", out)
+        self.command("eval", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+                              self.manifest("dev"), self.manifest("test"), "--output_dir", out, "--no_progress"])
+        self.record("checkpoint", out / "metrics.json")
+        return [out / "metrics.json"]
+
+    def export(self) -> list[Path]:
+        self.fresh("export", self.export_dir)
+        # One fixed input length that fits the longest dev/test utterance (rounded up to 16 frames).
+        longest = max(u.num_samples for s in ("dev", "test") for u in read_manifest(self.manifest(s)))
+        self.n_frames = -(-(1 + longest // 160) // 16) * 16
+        files = []
+        for fmt in ("MINDIR", "ONNX"):
+            self.command("export", ["export.py", *self.config_args(), "--checkpoint", self.checkpoint,
+                                    "--file_name", self.export_dir / "jasper", "--file_format", fmt,
+                                    "--n_frames", str(self.n_frames), "--batch_size", "1"])
+            files.append(self.export_dir / f"jasper.{fmt.lower()}")
+        return files
+
+    def eval_mindir(self) -> list[Path]:
+        out = self.work / "eval_mindir"
+        self.fresh("eval_mindir", out)
+        self.command("eval_mindir", ["eval.py", *self.config_args(), "--mindir", self.export_dir / "jasper.mindir",
+                                     "--manifest", self.manifest("dev"), self.manifest("test"), "--output_dir", out,
+                                     "--no_progress"])
+        self.record("mindir", out / "metrics.json")
+        return [out / "metrics.json"]
+
+    def infer_310(self) -> list[Path]:
+        out = []
+        for split in ("dev", "test"):
+            work = self.work / "infer_310" / split
+            self.fresh("infer_310", work)
+            self.command("infer_310", ["bash", "scripts/run_infer_310.sh", self.export_dir / "jasper.mindir", "y", "0",
+                                       "--device_target", "CPU", "--manifest", self.manifest(split),
+                                       "--work_dir", work, "--config", self.args.config])
+            metrics = json.loads((work / "result" / "metrics.json").read_text())
+            self.summary["inference"].setdefault("310", {})[split] = {
+                k: next(iter(metrics.values()))[k] for k in ("wer", "cer", "utterances")}
+            out.append(work / "result" / "metrics.json")
+        return out
 
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         for name in STAGES:
-            self.run_stage(name, getattr(self, name))
+            self.run_stage(name, getattr(self, "mindrecord_stage" if name == "mindrecord" else name))
+        self.summary["agree"] = self.paths_agree()
+        atomic_write_json(self.work / "summary.json", self.summary)
         self.print_table()
+
+    def paths_agree(self) -> bool:
+        """The checkpoint, the exported MindIR and the 310 runner must give the same WER per split."""
+        inf = self.summary["inference"]
+        return all(len({round(inf[p][s]["wer"], 6) for p in inf if s in inf[p]}) == 1 for s in ("dev", "test"))
 
     def print_table(self) -> None:
         rows = [(name, f"{s['seconds']:.1f}", ", ".join(os.path.relpath(a, self.work) for a in s["artifacts"]) or "-")
                 for name, s in self.summary["stages"].items()]
-        width = max(len(r[2]) for r in rows)
-        print(f"\n{'stage':<12}{'seconds':>9}  artifacts (under {self.work})")
-        print("-" * (23 + width))
+        print(f"\n{'stage':<13}{'seconds':>9}  artifacts (under {self.work})")
+        print("-" * 100)
         for name, sec, arts in rows:
-            print(f"{name:<12}{sec:>9}  {arts}")
-        ld = self.summary.get("loader")
-        if ld:
-            print(f"\nloader: {ld['utterances']} utterances in {ld['batches']} batches, "
-                  f"{len(ld['shapes'])} shapes, padding overhead {100 * ld['padding_overhead']:.1f} %, "
-                  f"{ld['utterances_per_second']} utterances/s")
-        print(f"summary: {self.work / 'summary.json'}")
+            print(f"{name:<13}{sec:>9}  {arts}")
+        print(f"\n{'inference path':<16}{'dev WER':>9}{'dev CER':>9}{'test WER':>10}{'test CER':>10}")
+        print("-" * 54)
+        for path, splits in self.summary["inference"].items():
+            dev, test = splits.get("dev", {}), splits.get("test", {})
+            print(f"{path:<16}{dev.get('wer', float('nan')):>8.2f}%{dev.get('cer', float('nan')):>8.2f}%"
+                  f"{test.get('wer', float('nan')):>9.2f}%{test.get('cer', float('nan')):>9.2f}%")
+        print(f"\nthe three inference paths {'agree' if self.summary['agree'] else 'DISAGREE'}; "
+              f"summary: {self.work / 'summary.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    Demo(args).run()
+    try:
+        Demo(args).run()
+    except StageError as e:
+        log.error("%s", e)
+        return 1
     return 0
 
 
