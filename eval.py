@@ -10,12 +10,13 @@ utterance is scored exactly once, whatever its length: batches are length-bucket
 cropped, and no utterance is dropped or counted twice.  Writes ``OUTPUT_DIR/metrics.json``
 (``{"<data set>": {"wer": %, "cer": %, "utterances": n, "words": n, ...}}``) and
 ``OUTPUT_DIR/<data set>.tsv`` (utt_id, word errors, reference words, reference, hypothesis).
+Decoding is greedy by default; ``--decoder beam [--lm_path 4-gram.arpa --alpha A --beta B
+--beam_width W --decoder_workers N]`` uses CTC beam search with an optional KenLM n-gram model
+(tune α/β with tune_lm.py).
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import sys
 from pathlib import Path
@@ -38,16 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
     p.add_argument("--device_id", type=int, default=0)
     p.add_argument("--no_progress", action="store_true")
+    from src.decoding.beam import add_decoder_args
+    add_decoder_args(p)
     return p.parse_args(argv)
-
-
-def report_tsv(rows) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(["utt_id", "word_errors", "reference_words", "reference", "hypothesis"])
-    for r in rows:
-        w.writerow([r.utt_id, r.words.errors, r.words.reference_length, r.reference, r.hypothesis])
-    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from src.data.dataset import SpeechData
     from src.data.manifest import ManifestError
     from src.data.mindrecord import mindrecord_for
+    from src.decoding.beam import make_decoder, options_from_args
     from src.fileio import atomic_write_json, atomic_write_text
-    from src.inference import evaluate, load_checkpoint_model, load_mindir_model
+    from src.inference import evaluate, load_checkpoint_model, load_mindir_model, utterance_report
     from src.runtime import configure_device
     from src.text.labels import load_labels
 
@@ -70,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         labels = load_labels(config.labels_path)
         model = (load_mindir_model(args.mindir) if args.mindir
                  else load_checkpoint_model(config, args.checkpoint, ema=args.ema))
+        decode = make_decoder(options_from_args(args), labels)
         metrics = {}
         for source in args.manifest:
             name = Path(source).stem if Path(source).suffix == ".json" else Path(source).name
             data = SpeechData(mindrecord_for(source, out / "mindrecord", config), config, train=False,
                               batch_size=args.batch_size)
-            rates, rows = evaluate(model, data, labels, progress=not args.no_progress, desc=name)
+            rates, rows = evaluate(model, data, labels, progress=not args.no_progress, desc=name, decode=decode)
             metrics[name] = rates.as_dict()
-            atomic_write_text(out / f"{name}.tsv", report_tsv(rows))
+            atomic_write_text(out / f"{name}.tsv", utterance_report(rows))
             log.info("%s: WER %.2f %%  CER %.2f %%  (%d utterances, %d words)", name, rates.wer, rates.cer,
                      rates.utterances, rates.words.reference_length)
         atomic_write_json(out / "metrics.json", metrics)

