@@ -243,3 +243,14 @@ run_eval() {
   "$PY" eval.py --config "$CONFIG" --checkpoint "$ckpt" --manifest "${data[@]}" \
     --output_dir "${OUTPUT_DIR:-runs/eval}" --device_target "$device" --device_id "$device_id" "$@"
 }
+
+# ---- optional test dependencies -----------------------------------------------------------------
+# PyTorch is needed only by pt2mind.py and the tests that compare against a PyTorch Jasper; it is not
+# in requirements.txt.  Best effort: without it those tests are skipped.
+TORCH_PIN="torch==2.13.0"
+ensure_torch() {
+  "$PY" -c "import torch" >/dev/null 2>&1 && return 0
+  log "installing $TORCH_PIN (optional: checkpoint converter and its tests)"
+  "$PY" -m pip install -q --only-binary=:all: "$TORCH_PIN" >>"$VENV_DIR/pip-install.log" 2>&1 \
+    || log "WARNING: could not install $TORCH_PIN; PyTorch-based tests will be skipped"
+}

@@ -3,5 +3,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup_env
+ensure_torch
 cd "$REPO_ROOT"
 exec "$PY" -m pytest "$@"

@@ -51,6 +51,15 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def write_checkpoint(params: list[dict], path: str | os.PathLike, append_dict: dict | None = None) -> None:
+    """``ms.save_checkpoint`` of ``[{"name", "data"}]`` that appears complete or not at all."""
+    with atomic_path(path) as tmp:
+        ms.save_checkpoint(params, str(tmp), append_dict=append_dict, format="ckpt")
+        written = tmp if tmp.exists() else Path(f"{tmp}.ckpt")  # save_checkpoint may add the suffix
+        if written != tmp:
+            os.replace(written, tmp)
+
+
 def save_training_checkpoint(train_step: nn.Cell, scaler, directory: str | os.PathLike, position: Position,
                              keep: int) -> Path:
     """Write the state atomically and delete all but the newest ``keep`` checkpoints."""
@@ -61,11 +70,7 @@ def save_training_checkpoint(train_step: nn.Cell, scaler, directory: str | os.Pa
              "meta.epoch": position.epoch, "meta.step": position.step, "meta.batch": position.batch}
     if hasattr(scaler, "counter"):
         extra["loss_scale.counter"] = Tensor(scaler.counter.asnumpy())
-    with atomic_path(path) as tmp:
-        ms.save_checkpoint(params, str(tmp), append_dict=extra, format="ckpt")
-        written = tmp if tmp.exists() else Path(f"{tmp}.ckpt")  # save_checkpoint may add the suffix
-        if written != tmp:
-            os.replace(written, tmp)
+    write_checkpoint(params, path, extra)
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
