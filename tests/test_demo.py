@@ -1,0 +1,35 @@
+"""bash scripts/run_demo.sh --quick: every stage runs, every artifact exists, the inference paths agree."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310"]
+
+
+@pytest.mark.slow
+def test_quick_demo_walks_the_whole_path(tmp_path):
+    work = tmp_path / "demo"
+    run = subprocess.run(["bash", str(REPO / "scripts" / "run_demo.sh"), "--quick", "--work_dir", str(work)],
+                         capture_output=True, text=True, cwd=REPO, timeout=1800)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    summary = json.loads((work / "summary.json").read_text())
+    assert list(summary["stages"]) == STAGES
+    for name, stage in summary["stages"].items():
+        assert stage["seconds"] >= 0 and all(Path(a).exists() for a in stage["artifacts"]), name
+    assert set(summary["inference"]) == {"checkpoint", "mindir", "310"}
+    for path, splits in summary["inference"].items():
+        assert set(splits) == {"dev", "test"}
+        assert all(0 <= s["wer"] and 0 <= s["cer"] and s["utterances"] > 0 for s in splits.values())
+    assert summary["agree"] is True
+    for split in ("dev", "test"):
+        assert len({summary["inference"][p][split]["wer"] for p in summary["inference"]}) == 1
+    assert "the three inference paths agree" in run.stdout
+    # A second run reuses every stage's outputs.
+    again = subprocess.run(["bash", str(REPO / "scripts" / "run_demo.sh"), "--quick", "--work_dir", str(work)],
+                           capture_output=True, text=True, cwd=REPO, timeout=1800)
+    assert again.returncode == 0
+    second = json.loads((work / "summary.json").read_text())
+    assert second["stages"]["corpus"]["seconds"] < 5 and second["inference"] == summary["inference"]
