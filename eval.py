@@ -26,18 +26,12 @@ log = logging.getLogger("eval")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="src/configs/jasper_tiny.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint", help="a .ckpt file")
-    model.add_argument("--mindir", help="a MindIR exported by export.py")
-    p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    from src.inference import add_model_args
+    add_model_args(p)
     p.add_argument("--manifest", "--data", dest="manifest", nargs="+", required=True,
                    help="manifest JSON files and/or MindRecord folders")
     p.add_argument("--output_dir", default="eval_results")
     p.add_argument("--batch_size", type=int, default=None, help="default: data.batch_size of the config")
-    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
-    p.add_argument("--device_id", type=int, default=0)
     p.add_argument("--no_progress", action="store_true")
     from src.decoding.beam import add_decoder_args
     add_decoder_args(p)
@@ -54,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.data.mindrecord import mindrecord_for
     from src.decoding.beam import make_decoder, options_from_args
     from src.fileio import atomic_write_json, atomic_write_text
-    from src.inference import evaluate, load_checkpoint_model, load_mindir_model, utterance_report
+    from src.inference import evaluate, load_model, utterance_report
     from src.runtime import configure_device
     from src.text.labels import load_labels
 
@@ -63,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.set)
         configure_device(args.device_target, args.device_id)
         labels = load_labels(config.labels_path)
-        model = (load_mindir_model(args.mindir) if args.mindir
-                 else load_checkpoint_model(config, args.checkpoint, ema=args.ema))
+        model = load_model(args, config)
         decode = make_decoder(options_from_args(args), labels)
         metrics = {}
         for source in args.manifest:

@@ -20,16 +20,10 @@ log = logging.getLogger("transcribe")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="src/configs/jasper_tiny.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint")
-    model.add_argument("--mindir")
-    p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    from src.inference import add_model_args
+    add_model_args(p)
     p.add_argument("audio", nargs="+", help="audio files")
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
-    p.add_argument("--device_id", type=int, default=0)
     from src.decoding.beam import add_decoder_args
     add_decoder_args(p)
     return p.parse_args(argv)
@@ -43,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.audio.io import AudioError, load_audio
     from src.config import ConfigError, load_config
     from src.decoding.beam import make_decoder, options_from_args
-    from src.inference import load_checkpoint_model, load_mindir_model, predict
+    from src.inference import load_model, predict
     from src.runtime import configure_device
     from src.text.labels import load_labels
 
@@ -51,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.set)
         configure_device(args.device_target, args.device_id)
         labels = load_labels(config.labels_path)
-        model = (load_mindir_model(args.mindir) if args.mindir
-                 else load_checkpoint_model(config, args.checkpoint, ema=args.ema))
+        model = load_model(args, config)
         decode = make_decoder(options_from_args(args), labels)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)

@@ -37,6 +37,26 @@ def load_checkpoint_model(config: Config, checkpoint: str | os.PathLike, ema: bo
     return model
 
 
+def add_model_args(parser) -> None:
+    """The options of every tool that runs a trained model: config, overrides, checkpoint or MindIR,
+    EMA weights, device."""
+    parser.add_argument("--config", default="src/configs/jasper_tiny.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint", help="a .ckpt file")
+    model.add_argument("--mindir", help="a MindIR exported by export.py")
+    parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
+    parser.add_argument("--device_id", type=int, default=0)
+
+
+def load_model(args, config: Config) -> Model:
+    """The model chosen by ``add_model_args`` options."""
+    if args.mindir:
+        return load_mindir_model(args.mindir)
+    return load_checkpoint_model(config, args.checkpoint, ema=args.ema)
+
+
 def export_info_path(model_file: str | os.PathLike) -> Path:
     """``jasper.mindir`` → ``jasper.mindir.json``: the input shape export.py used."""
     return Path(f"{model_file}.json")
