@@ -2,7 +2,8 @@
 
 Usage:
     python bench/bench_train.py [--presets jasper_tiny,jasper5x3,jasper10x5dr] [--batch B] [--seconds 5]
-                                [--steps N] [--repeats 2] [--threads 2] [--torch_optimizer novograd|adamw]
+                                [--steps N] [--repeats 2] [--threads 2]
+                                [--torch_optimizer auto|novograd|adamw|sgd]
                                 [--frameworks mindspore,pytorch] [--set section.key=value ...]
                                 [--output bench/results/train.json]
 
@@ -11,10 +12,11 @@ For each preset (``src/configs/<preset>.yaml``) both frameworks train the identi
 batch: random features (B, n_mels, T) of ``--seconds`` of audio each (T = the valid frames padded to
 ``features.pad_to``), random targets of about 15 characters per second.
 
-    mindspore  GRAPH_MODE, src.training.train_step.TrainStep with the preset's optimizer (NovoGrad),
-               loss scaling, clipping and EMA settings, exactly as train.py builds it (fp32 on CPU)
+    mindspore  GRAPH_MODE, src.training.train_step.TrainStep with the preset's optimizer, loss
+               scaling, clipping and EMA settings, exactly as train.py builds it (fp32 on CPU)
     pytorch    bench/torch_jasper.py: forward, F.ctc_loss, backward, global grad norm and finite check,
-               clipping and EMA as configured, and NovoGrad written like the project's (or torch AdamW)
+               clipping and EMA as configured; the optimizer follows the preset (``auto``): NovoGrad
+               written like the project's, torch.optim.AdamW, or torch.optim.SGD with momentum
 
 Every (framework, preset, round) runs in its own subprocess, so each reports its own peak RSS
 (ru_maxrss), and the two frameworks alternate (MindSpore, PyTorch, MindSpore, PyTorch, ...) so machine
@@ -47,6 +49,7 @@ from src.config import Config, load_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
 FRAMEWORKS = ("mindspore", "pytorch")
+TORCH_OPTIMIZERS = ("novograd", "adamw", "sgd")
 # preset → (batch, timed steps): under a minute of steps per child on 2 idle cores
 DEFAULTS = {"jasper_tiny": (16, 8), "jasper5x3": (8, 3), "jasper10x5dr": (2, 3)}
 ALIASES = {"tiny": "jasper_tiny", "5x3": "jasper5x3", "10x5dr": "jasper10x5dr"}
@@ -63,7 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: per preset)")
     p.add_argument("--repeats", type=int, default=2, help="rounds; each runs every framework once per preset")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks")
-    p.add_argument("--torch_optimizer", choices=("novograd", "adamw"), default="novograd")
+    p.add_argument("--torch_optimizer", choices=("auto",) + TORCH_OPTIMIZERS, default="auto",
+                   help="PyTorch optimizer; auto = the preset's optim.name")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset of "
                    + ", ".join(FRAMEWORKS))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -172,7 +176,7 @@ def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, thre
 
     first, times = _timed_steps(run_step, steps)
     return {"first_step_s": first, "step_s": times, "losses": losses, "mindspore": ms.__version__,
-            "skipped_steps": int(step_cell.skipped_steps.asnumpy())}
+            "optimizer": type(optimizer).__name__, "skipped_steps": int(step_cell.skipped_steps.asnumpy())}
 
 
 def run_pytorch(config: Config, data: tuple[np.ndarray, ...], steps: int, threads: int, seed: int,
@@ -187,12 +191,19 @@ def run_pytorch(config: Config, data: tuple[np.ndarray, ...], steps: int, thread
     model = build_torch_model(config)
     model.train()
     opt = config.optim
+    if optimizer_name == "auto":
+        optimizer_name = opt.name
     if optimizer_name == "novograd":
         optimizer = NovoGrad(model.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
                              weight_decay=opt.weight_decay)
-    else:
+    elif optimizer_name == "adamw":
         optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
                                       weight_decay=opt.weight_decay)
+    elif optimizer_name == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
+                                    weight_decay=opt.weight_decay)
+    else:
+        raise ValueError(f"no PyTorch optimizer for {optimizer_name!r}")
     step = TrainStep(model, optimizer, load_labels(config.labels_path).blank, grad_clip=opt.grad_clip,
                      ema_decay=config.train.ema)
     feats, lengths, tokens, token_lengths = (torch.from_numpy(a) for a in data)
@@ -268,6 +279,7 @@ def summarize(runs: dict[str, list[dict]], seconds: float) -> dict:
             "per_round_step_s": [round(statistics.median(r["step_s"]), 4) for r in rounds],
             "per_step_s": [[round(t, 4) for t in r["step_s"]] for r in rounds],
             "version": rounds[0].get("mindspore") or rounds[0].get("torch"),
+            "optimizer": rounds[0]["optimizer"],
             "first_loss": round(rounds[0]["losses"][0], 3),
             "last_loss": round(rounds[0]["losses"][-1], 3),
         }
@@ -283,9 +295,9 @@ def summarize(runs: dict[str, list[dict]], seconds: float) -> dict:
 def print_table(result: dict) -> None:
     print(f"\nTraining step on CPU ({result['threads']} threads), {result['seconds']:g} s utterances, "
           f"{result['repeats']} interleaved round(s); medians")
-    print("| preset | framework | batch | setup s | first step s | s/step | utt/s | audio-s/s | peak RSS GB |"
-          " MS/PT step |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| preset | framework | optimizer | batch | setup s | first step s | s/step | utt/s | audio-s/s |"
+          " peak RSS GB | MS/PT step |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for preset, summary in result["presets"].items():
         ratio = summary.get("ratio_mindspore_over_pytorch")
         for framework in FRAMEWORKS:
@@ -295,9 +307,9 @@ def print_table(result: dict) -> None:
             cell = ""
             if ratio and framework == "mindspore":
                 cell = f"{ratio['median']:.2f} ({', '.join(f'{r:.2f}' for r in ratio['per_round'])})"
-            print(f"| {preset} | {framework} | {s['batch']} | {s['setup_s']:.1f} | {s['first_step_s']:.1f} | "
-                  f"{s['step_s_median']:.3f} | {s['utt_per_s']:.2f} | {s['audio_s_per_s']:.1f} | "
-                  f"{s['peak_rss_mb'] / 1024:.2f} | {cell} |")
+            print(f"| {preset} | {framework} | {s['optimizer']} | {s['batch']} | {s['setup_s']:.1f} | "
+                  f"{s['first_step_s']:.1f} | {s['step_s_median']:.3f} | {s['utt_per_s']:.2f} | "
+                  f"{s['audio_s_per_s']:.1f} | {s['peak_rss_mb'] / 1024:.2f} | {cell} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
