@@ -1,0 +1,189 @@
+"""bench/bench_infer.py, bench/bench_convert.py and bench/run_all.py in tiny configurations: they run,
+write JSON with positive finite numbers, and print their markdown tables."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.data import synthetic as S
+
+REPO = Path(__file__).resolve().parents[1]
+# make_synthetic_corpus.py with espeak-ng voices and its text sources (as tests/test_synthetic_corpus.py)
+MISSING_TOOLS = (any(shutil.which(t) is None for t in ("sox", "espeak-ng", "bible")) or not S.DICT_PATH.is_file()
+                 or not S.FORTUNES_DIR.is_dir())
+
+
+def run_bench(script: str, *args, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLOG_v": "3"}
+    r = subprocess.run([sys.executable, str(REPO / "bench" / script), *map(str, args)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_timing(summary: dict) -> None:
+    assert positive(summary["ms_median"]) and positive(summary["rtf"]) and positive(summary["x_real_time"])
+    assert summary["ms_min"] <= summary["ms_median"] <= summary["ms_max"]
+    assert all(positive(t) for t in summary["per_round_ms"])
+
+
+def check_infer(result: dict, seconds: float, methods: list[str]) -> dict:
+    assert result["seconds"] == seconds and result["repeats"] == 1
+    p = result["presets"]["jasper_tiny"]
+    assert p["audio_seconds"] == pytest.approx(seconds)
+    assert p["params"] == 3_943_613  # the README's count for the tiny preset
+    assert p["n_frames"] % 16 == 0 and p["n_frames"] >= p["input_frames"] >= p["valid_frames"]
+    check_timing(p["features"])
+    assert list(p["methods"]) == methods
+    for name in ("mindir", "checkpoint"):
+        m = p["methods"][name]
+        check_timing(m["model"])
+        check_timing(m["e2e"])
+        assert positive(m["first_call_s"])
+        # RTF is the model time over the audio duration
+        assert m["model"]["rtf"] == pytest.approx(m["model"]["ms_median"] / 1000 / seconds, rel=1e-2)
+    assert p["max_abs_diff_mindir_vs_checkpoint"] < 1e-4
+    return p
+
+
+def test_bench_infer_mindspore_paths(tmp_path):
+    out = tmp_path / "infer.json"
+    r = run_bench("bench_infer.py", "--seconds", 1.5, "--repeats", 1, "--calls", 1, "--methods", "mindir,checkpoint",
+                  "--work_dir", tmp_path / "work", "--output", out)
+    check_infer(json.loads(out.read_text()), 1.5, ["mindir", "checkpoint"])
+    assert (tmp_path / "work" / "jasper_tiny" / "jasper.mindir.json").is_file()  # export.py's sidecar
+    assert "| jasper_tiny | MindIR (mindspore.load + GraphCell) | 160 |" in r.stdout
+    assert "| preset | path | input frames | model ms | RTF model |" in r.stdout
+
+
+@pytest.mark.slow
+def test_bench_infer_with_the_cpp_runner(tmp_path):
+    """With the C++ runner: either numbers that match MindSpore's outputs, or a skipped row with a reason
+    (the first run fetches MindSpore Lite and builds the runner, hence slow)."""
+    out = tmp_path / "infer.json"
+    r = run_bench("bench_infer.py", "--seconds", 1, "--repeats", 1, "--calls", 1, "--output", out, timeout=3600)
+    p = check_infer(json.loads(out.read_text()), 1.0, ["mindir", "checkpoint", "lite"])
+    lite = p["methods"]["lite"]
+    if "skipped" in lite:
+        assert lite["skipped"] and "skipped" in r.stdout
+    else:
+        check_timing(lite["model"])
+        assert p["max_abs_diff_lite_vs_mindspore"] < 1e-4
+        assert "| jasper_tiny | C++ runner, MindSpore Lite 2.0 |" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--seconds", 0], ["--methods", "onnx"], ["--n_frames", 100],
+                                  ["--presets", "nonexistent"], ["--repeats", 0]])
+def test_bench_infer_rejects_bad_arguments(args):
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "bench_infer.py"), *map(str, args)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "error:" in r.stderr
+
+
+@pytest.mark.needs_tools
+@pytest.mark.skipif(MISSING_TOOLS, reason="needs sox, espeak-ng, bible-kjv, fortunes and wamerican")
+def test_bench_convert(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "convert.json"
+    args = ["--speakers", 1, "--utts_per_chapter", 2, "--voices", "espeak", "--repeats", 1, "--work_dir", work]
+    r = run_bench("bench_convert.py", *args, "--output", out)
+    result = json.loads(out.read_text())
+    assert result["utterances"] == 2 and positive(result["audio_seconds"])
+    assert result["corpus"]["flac_files"] == 2 and positive(result["corpus"]["generate_s"])
+    assert positive(result["wav_mb"]) and positive(result["mindrecord_mb"])
+    hours = result["audio_seconds"] / 3600
+    for stage in ("convert", "mindrecord", "total"):
+        s = result["stages"][stage]
+        for key in ("wall_s_median", "audio_hours_per_minute", "x_real_time"):
+            assert positive(s[key]), (stage, key, s[key])
+        assert s["audio_hours_per_minute"] == pytest.approx(hours / (s["wall_s_median"] / 60), rel=1e-2)
+        assert s["tool_s_median"] is None or s["tool_s_median"] >= 0
+    assert result["stages"]["total"]["wall_s_median"] == pytest.approx(
+        result["stages"]["convert"]["wall_s_median"] + result["stages"]["mindrecord"]["wall_s_median"], abs=2e-3)
+    assert "| convert_librispeech.py (FLAC → wav + manifest) |" in r.stdout
+    assert not [p for p in work.iterdir() if p.name.startswith("round-")]  # scratch space removed
+
+    # The corpus is cached: a second run does not generate it again.
+    run_bench("bench_convert.py", *args, "--output", out)
+    assert json.loads(out.read_text())["corpus"]["generate_s"] == 0
+
+
+def test_run_all_collects_results_and_reports_failures(tmp_path, monkeypatch):
+    """run_all.py with stand-in benchmarks: one writes a result, one fails; both are in all.json and the
+    summary, and the exit code says that one failed."""
+    from bench import run_all
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "good.py").write_text(
+        "import json, sys\nout = sys.argv[sys.argv.index('--output') + 1]\n"
+        "json.dump({'stages': {'total': {'audio_hours_per_minute': 1.5}}, 'audio_seconds': 60}, open(out, 'w'))\n"
+        "print('[WARNING] noise'); print('done')\n")
+    (tmp_path / "bench" / "bad.py").write_text("import sys\nprint('something broke', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setattr(run_all, "BENCHES", {
+        "convert": run_all.Bench("good.py", "stand-in", ("--quick_flag",), run_all.headline_convert),
+        "infer": run_all.Bench("bad.py", "stand-in", (), run_all.headline_infer)})
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    code = run_all.main(["--quick", "--results_dir", str(tmp_path / "res")])
+    assert code == 1
+    report = json.loads((tmp_path / "res" / "all.json").read_text())
+    assert report["quick"] is True
+    conv, inf = report["benchmarks"]["convert"], report["benchmarks"]["infer"]
+    assert conv["exit_code"] == 0 and conv["result"]["audio_seconds"] == 60
+    assert conv["headline"] == "audio-hours per wall-minute: both 1.50 (1.0 min of audio)"
+    assert conv["command"] == "python bench/good.py --quick_flag --output res/convert.json"
+    assert inf["exit_code"] == 3 and "something broke" in inf["error"]
+    summary = (tmp_path / "res" / "summary.md").read_text()
+    assert "| convert: stand-in | audio-hours per wall-minute: both 1.50" in summary
+    assert "**failed** (exit 3): something broke" in summary
+    log = (tmp_path / "res" / "logs" / "convert.log").read_text()
+    assert "[WARNING] noise" in log and "done" in log
+
+
+def test_run_all_headlines_of_every_result_format():
+    """The headline functions read the JSON each benchmark writes (shapes as in bench/*.py)."""
+    from bench import run_all
+
+    assert run_all.headline_features({"audio_seconds_per_second": {"batched": 8277.3, "librosa": 3283.3},
+                                      "median_ratio_vs_librosa": {"batched/librosa": 2.5}}) == \
+        "batch_features 8,277 audio-s/s, 2.50× librosa (3,283 audio-s/s)"
+    assert run_all.headline_loader({"padding": [{"batching": "planned buckets (8)", "batch_size": 16,
+                                                 "overhead": 0.079, "shapes": 8}],
+                                    "loading": {"train": {"audio_seconds_per_s": 3272.6},
+                                                "eval": {"audio_seconds_per_s": 6566.6}}}) == \
+        "padding 7.9 % with 8 buckets (batch 16); train loading 3,273 audio-s/s; eval loading 6,567 audio-s/s"
+    step = {"step_s_median": 0.897, "batch": 16}
+    assert run_all.headline_train({"presets": {"jasper_tiny": {
+        "mindspore": step, "pytorch": {**step, "step_s_median": 0.699},
+        "ratio_mindspore_over_pytorch": {"median": 1.279}}}}) == \
+        "jasper_tiny: mindspore 0.897 s/step (batch 16), pytorch 0.699 s/step (batch 16), MS/PT 1.28"
+    rows = [{"decoder": "greedy", "ms_per_utterance": 0.5, "wer": 20.0},
+            {"decoder": "beam 8 + LM", "ms_per_utterance": 5.0, "wer": 10.0}]
+    assert run_all.headline_decode({"rows": rows, "setup": {"frames": 500}}) == \
+        "greedy 0.50 ms/utt; beam 8 + LM 5.0 ms/utt (WER 10.0 % vs greedy 20.0 %); 500 frames per utterance"
+    timing = {"rtf": 0.0161}
+    assert run_all.headline_infer({"seconds": 10.0, "presets": {"jasper_tiny": {"methods": {
+        "mindir": {"model": timing, "e2e": {"rtf": 0.017}}, "lite": {"skipped": "no cmake"}}}}}) == \
+        "jasper_tiny, 10 s: MindIR RTF 0.0161 (e2e 0.017), C++ runner (Lite) skipped"
+
+
+@pytest.mark.parametrize("name", ["features", "loader", "train", "decode", "infer", "convert"])
+def test_run_all_quick_arguments_are_accepted(name):
+    """--quick passes options each benchmark's own parser accepts."""
+    import importlib
+
+    from bench import run_all
+
+    bench = run_all.BENCHES[name]
+    module = importlib.import_module(f"bench.{Path(bench.script).stem}")
+    args = module.parse_args([*bench.quick, "--output", "x.json"])
+    assert args.output == "x.json"
