@@ -168,6 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=None, help="default: data.batch_size of the config")
     p.add_argument("--lm_path", required=True, help="ARPA (.arpa, .arpa.gz) or KenLM binary")
     p.add_argument("--lm_vocab", help="vocabulary of a binary LM: word list, lexicon or its ARPA")
+    p.add_argument("--lexicon", help="more words beam search may spell (word list); the LM scores those it "
+                   "lacks as <unk>")
     p.add_argument("--beam_width", type=int, default=d.beam_width)
     p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS), help="grid of LM weights")
     p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS), help="grid of word bonuses")
@@ -242,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if dev.log_probs[0].shape[1] != labels.num_classes:
             raise ValueError(f"{cache}: {dev.log_probs[0].shape[1]} classes, labels have {labels.num_classes}")
         decoder = BeamSearchDecoder(labels, beam_width=args.beam_width, lm_path=args.lm_path, alpha=args.alpha,
-                                    beta=args.beta, lm_vocab=args.lm_vocab)
+                                    beta=args.beta, lm_vocab=args.lm_vocab, lexicon=args.lexicon)
         greedy = ErrorRates.of(dev.references, [greedy_decode(lp[None], [len(lp)], labels)[0]
                                                 for lp in dev.log_probs])
         points = search_weights(decoder, dev, args.alphas, args.betas, args.refine, extra=[(args.alpha, args.beta)],

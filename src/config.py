@@ -54,6 +54,7 @@ class DataConfig:
     num_buckets: int = 8           # length buckets: one padded shape each (bench: 7.9 % padding on LibriSpeech-like data)
     num_parallel_workers: int = 2
     shuffle: bool = True
+    sortagrad: int = 0             # the first N epochs go shortest batches first (DeepSpeech2's SortaGrad)
     seed: int = 42
 
 
@@ -158,6 +159,12 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML follows YAML 1.1, where 5e-3 (no dot) is a string, not a float
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. loss_scale: 1024
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):

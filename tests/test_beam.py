@@ -192,6 +192,21 @@ def test_hotwords_add_and_favour_words(lm_path):
     assert favour_bad.decode(lp) == "the cat sat on the bad"
 
 
+def test_lexicon_spells_words_the_lm_lacks(lm_path, tmp_path):
+    lp = peaked_log_probs("the cat sat on the zebra", np.random.default_rng(3))
+    words = tmp_path / "words.txt"
+    words.write_text("Zebra\nzebra's\ncat\nnaïve\n")          # case folded; unspellable words ignored
+    wide = BeamSearchDecoder(LABELS, beam_width=16, lm_path=lm_path, lexicon=words)
+    assert wide.decode(lp) == "the cat sat on the zebra"
+    # the LM still decides between words it knows
+    lp = ambiguous_log_probs("the cat sat on the bed", np.random.default_rng(0), rate=0.0)
+    assert wide.decode(lp) == BeamSearchDecoder(LABELS, beam_width=16, lm_path=lm_path).decode(lp)
+    with pytest.raises(ValueError, match="lexicon needs a language model"):
+        BeamSearchDecoder(LABELS, lexicon=words)
+    with pytest.raises(FileNotFoundError, match="nowhere.txt"):
+        BeamSearchDecoder(LABELS, lm_path=lm_path, lexicon=tmp_path / "nowhere.txt")
+
+
 def test_bad_language_model_paths_are_reported_with_the_file(tmp_path, lm_path):
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
         BeamSearchDecoder(LABELS, lm_path=tmp_path / "missing.arpa")

@@ -16,6 +16,8 @@ def test_yaml_and_overrides(tmp_path):
     c = load_config(p, ["data.batch_size=8", "augment.spec_augment=false", "augment.min_speed=0.9"])
     assert c.data.batch_size == 8 and c.features.dither == 0.0 and not c.augment.spec_augment
     assert c.augment.min_speed == 0.9
+    # YAML 1.1 reads 5e-3 (no dot) as a string; float fields accept it all the same
+    assert load_config(None, ["optim.lr=5e-3"]).optim.lr == 0.005
 
 
 def test_saved_config_loads_back_identically(tmp_path):
@@ -26,6 +28,7 @@ def test_saved_config_loads_back_identically(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("data.bogus=1", "unknown key"), ("nosection.x=1", "unknown key"), ("data.batch_size=big", "expected int"),
+    ("optim.lr=fast", "expected float"),
     ("augment.spec_augment=3", "expected bool"), ("data.batch_size", "section.key=value"),
 ])
 def test_bad_overrides_are_errors(override, message):

@@ -64,6 +64,22 @@ def test_training_plan_is_deterministic_and_equal_across_ranks():
             assert np.all((s >= 0.85) & (s <= 1.15))
 
 
+def test_sortagrad_epochs_go_shortest_first_on_every_rank():
+    config = load_config(None, ["data.batch_size=8", "data.sortagrad=1"])
+    index = librispeech_like_index(203)
+    ranks = [SpeechData(index, config, train=True, rank=r, world=2) for r in range(2)]
+    first = [d.plan(0) for d in ranks]
+    for p in first:
+        assert np.all(np.diff(p.frames) >= 0)                              # shortest batches first
+    assert len(first[0].batches) == len(first[1].batches)
+    # ranks take turns, so a step's batches are alike in length on both ranks
+    assert np.all(np.abs(first[0].frames - first[1].frames) <= np.diff(ranks[0].boundaries).max())
+    seen = np.concatenate([np.concatenate(p.batches) for p in first])
+    assert len(seen) == len(set(seen.tolist()))
+    later = ranks[0].plan(1).frames                                        # then shuffled again
+    assert np.any(np.diff(later) < 0)
+
+
 def test_training_skips_long_and_unalignable_utterances():
     index = librispeech_like_index(100)
     index.num_samples[:3] = 20 * 16000          # longer than max_duration

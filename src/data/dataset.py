@@ -170,10 +170,16 @@ class SpeechData:
         rest = np.concatenate(leftovers)
         rest = rest[np.argsort(n_frames[rest], kind="stable")]
         batches += list(rest[: len(rest) // bs * bs].reshape(-1, bs))
-        if self.config.data.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
         per_rank = len(batches) // self.world
-        mine = batches[self.rank * per_rank:(self.rank + 1) * per_rank]
+        if epoch < self.config.data.sortagrad:
+            # Short utterances first: CTC finds its alignments sooner.  Ranks take turns so that
+            # each step's batches have similar lengths on every rank.
+            batches = sorted(batches, key=lambda b: int(n_frames[b].max()))
+            mine = batches[self.rank:per_rank * self.world:self.world]
+        else:
+            if self.config.data.shuffle:
+                batches = [batches[i] for i in rng.permutation(len(batches))]
+            mine = batches[self.rank * per_rank:(self.rank + 1) * per_rank]
         return EpochPlan(mine, [speed[b] for b in mine],
                          np.array([self._bucket_frames(n_frames[b].max()) for b in mine], dtype=np.int64))
 

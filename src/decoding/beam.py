@@ -10,7 +10,8 @@ compiled on install):
   ``alpha · ln P_lm(word | history) + beta`` to the hypothesis score.  The trie carries each
   prefix's best unigram score, so partial words are ranked with that look-ahead.  Words outside the
   vocabulary cannot be produced: use an LM whose vocabulary covers the domain (the LibriSpeech LMs
-  have 200k words).
+  have 200k words), or widen what can be spelled with a ``lexicon`` (a word list, such as
+  /usr/share/dict/words); its words outside the LM score as the LM's ``<unk>``.
 
 Scores: ``log_probs`` are natural-log CTC posteriors (the model output); KenLM's log10 scores are
 converted, so ``alpha`` weights natural-log LM probabilities and ``beta`` is in nats per word.
@@ -152,6 +153,8 @@ class BeamSearchDecoder:
         hotwords: words to favour (they are added to the vocabulary when the LM lacks them).
         hotword_weight: nats added to a hotword's LM log-probability (so scaled by ``alpha``).
         lm_vocab: the vocabulary of a binary LM (word list, lexicon or ARPA; first field per line).
+        lexicon: more words the search may spell (word list or lexicon, first field per line); those
+            the LM does not know get its ``<unk>`` probability.  Needs an LM.
         beam_threshold: hypotheses scoring this far (nats) below the best are dropped.
         token_beam: only this many most likely symbols of each frame extend hypotheses (speed;
             None: all).
@@ -161,6 +164,7 @@ class BeamSearchDecoder:
     def __init__(self, labels: Labels, beam_width: int = 32, lm_path: str | os.PathLike | None = None,
                  alpha: float = 0.5, beta: float = 1.0, hotwords: Iterable[str] | None = None,
                  hotword_weight: float = 5.0, lm_vocab: str | os.PathLike | None = None,
+                 lexicon: str | os.PathLike | None = None,
                  beam_threshold: float = 25.0, token_beam: int | None = 12, log_add: bool = True) -> None:
         if beam_width < 1 or (token_beam is not None and token_beam < 1):
             raise ValueError(f"beam_width and token_beam must be at least 1, got {beam_width}, {token_beam}")
@@ -173,6 +177,7 @@ class BeamSearchDecoder:
         self.hotwords = tuple(dict.fromkeys(w for phrase in (hotwords or ()) for w in phrase.lower().split()))
         self.hotword_weight = float(hotword_weight)
         self.lm_vocab = None if lm_vocab is None else str(lm_vocab)
+        self.lexicon = None if lexicon is None else str(lexicon)
         self.beam_threshold = float(beam_threshold)
         self.token_beam = labels.num_classes if token_beam is None else min(int(token_beam), labels.num_classes)
         self.log_add = bool(log_add)
@@ -180,6 +185,9 @@ class BeamSearchDecoder:
         self._pool = None
         if self.hotwords and self.lm_path is None:
             raise ValueError("hotwords need a language model (lm_path)")
+        if self.lexicon and self.lm_path is None:
+            raise ValueError("a lexicon needs a language model (lm_path); without one the search "
+                             "spells freely")
         self._lm = self._load_lm() if self.lm_path is not None else None
         self._decoder = self._make_search()
 
@@ -189,7 +197,7 @@ class BeamSearchDecoder:
         """Constructor arguments: enough to build the same decoder in another process."""
         return {"labels": self.labels, "beam_width": self.beam_width, "lm_path": self.lm_path,
                 "alpha": self.alpha, "beta": self.beta, "hotwords": self.hotwords,
-                "hotword_weight": self.hotword_weight, "lm_vocab": self.lm_vocab,
+                "hotword_weight": self.hotword_weight, "lm_vocab": self.lm_vocab, "lexicon": self.lexicon,
                 "beam_threshold": self.beam_threshold, "token_beam": self.token_beam, "log_add": self.log_add}
 
     def _load_lm(self) -> _LMParts:
@@ -219,7 +227,12 @@ class BeamSearchDecoder:
             if any(c not in self.labels for c in text):
                 raise ValueError(f"hotword {text!r} has characters outside the labels")
         oov_hotwords = [w for w in self.hotwords if w not in candidates]
-        entries = ["<unk>", *dict.fromkeys(w for spellings in candidates.values() for w in spellings), *oov_hotwords]
+        # Lexicon words the LM lacks: spelled in the trie, scored by the LM as <unk>.
+        lexicon_words = [t for t in dict.fromkeys(w.lower() for w in read_vocabulary(self.lexicon))
+                         if t not in candidates and t not in oov_hotwords and t not in _SPECIAL_WORDS
+                         and all(c != " " and c in self.labels for c in t)] if self.lexicon else []
+        entries = ["<unk>", *dict.fromkeys(w for spellings in candidates.values() for w in spellings),
+                   *oov_hotwords, *lexicon_words]
         dictionary = Dictionary()
         for w in entries:
             dictionary.add_entry(w)
@@ -251,11 +264,12 @@ class BeamSearchDecoder:
             ids = [int(t) for t in self.labels.encode(text)] + [self._sil]
             trie.insert(ids, index[best], unigram[index[best]])
             words[index[best]] = text
-        for w in oov_hotwords:
+        for w in oov_hotwords + lexicon_words:
             trie.insert([int(t) for t in self.labels.encode(w)] + [self._sil], index[w], unigram[index[w]])
             words[index[w]] = w
         trie.smear(SmearingMode.MAX)
-        log.info("%s: %d words spelled with the labels (%d LM entries)", path, len(candidates), len(lm_words))
+        log.info("%s: %d words spelled with the labels (%d LM entries)%s", path, len(candidates), len(lm_words),
+                 f", {len(lexicon_words)} more from {self.lexicon} scored as <unk>" if self.lexicon else "")
         return _LMParts(lm, trie, words, 0, keep_alive)
 
     def _make_search(self):
@@ -429,6 +443,7 @@ class DecoderOptions:
     beam_width: int = 32
     workers: int = 1
     lm_vocab: str | None = None
+    lexicon: str | None = None
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -447,7 +462,8 @@ def make_decoder(options: DecoderOptions, labels: Labels | None = None) -> Trans
     if options.decoder == "greedy":
         return lambda log_probs, lengths: greedy_decode(log_probs, lengths, labels)
     beam = BeamSearchDecoder(labels, beam_width=options.beam_width, lm_path=options.lm_path,
-                             alpha=options.alpha, beta=options.beta, lm_vocab=options.lm_vocab)
+                             alpha=options.alpha, beta=options.beta, lm_vocab=options.lm_vocab,
+                             lexicon=options.lexicon)
 
     def decode(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[str]:
         return beam.decode_batch(log_probs, lengths, num_workers=options.workers, progress=options.progress)
@@ -457,7 +473,7 @@ def make_decoder(options: DecoderOptions, labels: Labels | None = None) -> Trans
 
 
 def add_decoder_args(parser: argparse.ArgumentParser) -> None:
-    """--decoder {greedy,beam} --lm_path --lm_vocab --alpha --beta --beam_width --decoder_workers."""
+    """--decoder {greedy,beam} --lm_path --lm_vocab --lexicon --alpha --beta --beam_width --decoder_workers."""
     d = DecoderOptions()
     g = parser.add_argument_group("decoding")
     g.add_argument("--decoder", choices=DECODERS, default=d.decoder,
@@ -465,6 +481,8 @@ def add_decoder_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lm_path", default=None, help="KenLM language model for beam search: ARPA (.arpa, .arpa.gz) "
                    "or KenLM binary")
     g.add_argument("--lm_vocab", default=None, help="vocabulary of a binary LM: word list, lexicon or its ARPA")
+    g.add_argument("--lexicon", default=None, help="more words beam search may spell (word list, e.g. "
+                   "/usr/share/dict/words); the LM scores those it lacks as <unk>")
     g.add_argument("--alpha", type=float, default=d.alpha,
                    help="LM weight, on natural-log probabilities (default: %(default)s; tune with tune_lm.py)")
     g.add_argument("--beta", type=float, default=d.beta,
@@ -478,4 +496,4 @@ def options_from_args(args: argparse.Namespace, progress: bool = False) -> Decod
     """DecoderOptions from arguments added by ``add_decoder_args``."""
     return DecoderOptions(decoder=args.decoder, lm_path=args.lm_path, alpha=args.alpha, beta=args.beta,
                           beam_width=args.beam_width, workers=args.decoder_workers, lm_vocab=args.lm_vocab,
-                          progress=progress)
+                          lexicon=args.lexicon, progress=progress)
