@@ -1,13 +1,13 @@
 """Benchmark of data preparation: LibriSpeech FLAC → wav + manifest → MindRecord, in audio-hours per wall-minute.
 
 Usage:
-    python bench/bench_convert.py [--speakers 8] [--utts_per_chapter 10] [--voices V] [--repeats 3]
+    python bench/bench_convert.py [--speakers 30] [--utts_per_chapter 30] [--voices V] [--repeats 3]
                                   [--parallel 2] [--num_shards 2] [--work_dir DIR]
                                   [--output bench/results/convert.json]
 
-A small corpus in LibriSpeech's layout (one subset, ``dev-clean``: ``--speakers`` speakers × 1 chapter
-× ``--utts_per_chapter`` utterances; the defaults give about 6 minutes of audio) is generated once with
-utils/make_synthetic_corpus.py (demo preset's voices unless ``--voices``) and cached under
+A corpus in LibriSpeech's layout (one subset, ``dev-clean``: ``--speakers`` speakers × 1 chapter ×
+``--utts_per_chapter`` utterances; the defaults give about an hour of audio, so start-up costs matter
+little) is generated once with utils/make_synthetic_corpus.py (demo preset's voices unless ``--voices``) and cached under
 ``--work_dir`` (default: <system temp>/jasper_bench_convert), keyed by its settings.  Every round then
 runs, each into a fresh folder so nothing is reused from an earlier round:
 
@@ -54,8 +54,8 @@ TOOL_SECONDS = re.compile(r" in ([0-9]+(?:\.[0-9]+)?) s\s*$")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speakers", type=int, default=8, help="speakers of the generated subset")
-    p.add_argument("--utts_per_chapter", type=int, default=10, help="utterances per speaker (one chapter each)")
+    p.add_argument("--speakers", type=int, default=30, help="speakers of the generated subset")
+    p.add_argument("--utts_per_chapter", type=int, default=30, help="utterances per speaker (one chapter each)")
     p.add_argument("--voices", default=None, help="make_synthetic_corpus.py --voices (default: the demo mix)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated corpus")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs both stages)")

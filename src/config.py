@@ -40,6 +40,7 @@ class AugmentConfig:
     min_speed: float = 0.85
     max_speed: float = 1.15
     spec_augment: bool = True
+    spec_augment_from_epoch: int = 0  # masks start at this epoch: a model still on the CTC plateau learns faster without
     freq_masks: int = 2
     max_freq_width: int = 20
     time_masks: int = 2
@@ -105,6 +106,7 @@ class TrainConfig:
     """Training loop settings (src/training/)."""
     epochs: int = 10
     max_steps: int = 0          # stop after this many optimizer steps; 0 = epochs decide
+    max_minutes: float = 0.0    # wall-clock budget of one run (checkpoint saved, then stop); 0 = none
     loss_scale: str = "none"    # none | dynamic | a fixed number such as "1024"
     loss_scale_init: float = 65536.0
     loss_scale_factor: int = 2

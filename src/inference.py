@@ -15,6 +15,7 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
+import src.runtime  # noqa: F401  (caps oneDNN's ISA before a loaded MindIR runs: see src/runtime.py)
 from src.config import Config
 
 from src.decoding.greedy import greedy_decode

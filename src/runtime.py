@@ -8,6 +8,13 @@ import numpy as np
 
 DEVICES = ("CPU", "GPU", "Ascend")
 
+# With AVX-512 available, oneDNN (MindSpore's CPU kernels) runs convolutions on MindSpore's plain
+# NCHW tensors with a reference, unvectorised kernel: measured 0.6 GFLOP/s, 100-170x slower than its
+# AVX2 im2col + GEMM path, for models built in Python and loaded MindIR graphs alike.  The cap only
+# works if set before the first oneDNN primitive is created, which importing this module precedes
+# (src/models/jasper.py and every entry point import it).  Set ONEDNN_MAX_CPU_ISA to override.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
 
 def configure_device(device_target: str = "CPU", device_id: int = 0, seed: int | None = None) -> None:
     """GRAPH_MODE on the chosen device; with ``seed``, the same seed for MindSpore and numpy (every

@@ -131,6 +131,10 @@ def test_training_pipeline_augments_and_pads_to_planned_shapes(mindrecord_dir):
     assert masked_somewhere
     again = batches(SpeechData(mindrecord_dir / "mr", config, train=True), epoch=1)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(out, again))   # reproducible from the seed
+    # masks only from augment.spec_augment_from_epoch on: epoch 1 of such a run has none
+    later = load_config(None, ["data.batch_size=4", "data.num_buckets=3", "augment.spec_augment_from_epoch=2"])
+    unmasked = batches(SpeechData(mindrecord_dir / "mr", later, train=True), epoch=1)
+    assert not any((np.abs(f[:, :n]).sum(axis=1) == 0).any() for b in unmasked for f, n in zip(b[0], b[1]))
 
 
 def test_resumed_epoch_continues_with_the_same_batches(mindrecord_dir):

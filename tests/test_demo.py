@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310"]
+STAGES = ["corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm"]
 
 
 @pytest.mark.slow
@@ -27,6 +27,9 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     for split in ("dev", "test"):
         assert len({summary["inference"][p][split]["wer"] for p in summary["inference"]}) == 1
     assert "the three inference paths agree" in run.stdout
+    lm = summary["lm"]                                 # beam search with the training-transcript LM
+    assert Path(lm["lm_path"]).read_text().startswith("\\data\\")
+    assert all(lm[s]["utterances"] == summary["inference"]["checkpoint"][s]["utterances"] for s in ("dev", "test"))
     # A second run reuses every stage's outputs.
     again = subprocess.run(["bash", str(REPO / "scripts" / "run_demo.sh"), "--quick", "--work_dir", str(work)],
                            capture_output=True, text=True, cwd=REPO, timeout=1800)

@@ -293,7 +293,7 @@ def test_resolve_config_overrides_and_validation():
     assert [s.speakers for s in c.subsets] == [40, 5, 5] and {s.utts_per_chapter for s in c.subsets} == {10}
     assert c.voices == (("flite-rms", 0.5), ("espeak", 0.5)) and c.seed == 3
     c = S.resolve_config("demo", subsets="train,dev")
-    assert [(s.name, s.speakers) for s in c.subsets] == [("train", 48), ("dev", 6)]
+    assert [(s.name, s.speakers) for s in c.subsets] == [("train", 60), ("dev", 6)]
     for bad in (dict(voices="mbrola"), dict(speakers="1,2"), dict(min_words=9, max_words=4),
                 dict(subsets="a,a"), dict(subsets="../x"), dict(texts="news"), dict(colour=1)):
         with pytest.raises(ValueError):

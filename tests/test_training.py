@@ -219,6 +219,21 @@ def test_sigkill_then_resume_continues_the_same_curve(mindrecord_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes(mindrecord_dir, tmp_path):
+    out = tmp_path / "budget"
+    config = write_config(tmp_path, max_minutes=1e-6)             # spent after the first step
+    run = subprocess.run(train_cmd(config, mindrecord_dir, out, "--max_steps", "6"), capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train.max_minutes=1e-06 reached" in run.stderr
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["jasper-1.ckpt"]
+    run = subprocess.run(train_cmd(write_config(tmp_path), mindrecord_dir, out, "--max_steps", "6", "--resume"),
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [r["step"] for r in log_rows(out)] == list(range(1, 7))
+
+
+@pytest.mark.slow
 def test_two_msrun_ranks_end_with_identical_weights(mindrecord_dir, tmp_path):
     config = write_config(tmp_path)
     out = tmp_path / "ddp"

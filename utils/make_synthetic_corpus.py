@@ -12,7 +12,7 @@ Voices are flite (rms, kal16), festival (kal_diphone) and espeak-ng; texts are f
 James Bible (see src/data/synthetic.py).
 
 Presets: "tiny" (12 espeak-ng utterances, a test fixture made in seconds) and "demo" (default: about
-1.6 h of training audio from 48 speakers, dev and test sets of about 100 utterances from 6 speakers
+2.0 h of training audio from 60 speakers, dev and test sets of about 100 utterances from 6 speakers
 each).  Options given explicitly override the preset.  Per-subset counts take one value for every
 subset or one per subset.
 

@@ -3,13 +3,16 @@
 Usage:
     python utils/run_demo.py [--quick] [--work_dir demo_work] [--from STAGE] [--jobs N]
 
-Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310.
+Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310 → lm.
 Each stage after ``mindrecord`` runs the project's own command line (printed, so it can be re-run
 by hand).  Every stage keeps its outputs and reuses them when they are complete (generated chapters,
 wavs, shards, a finished training run, exported files), so a second run is quick; ``--from STAGE``
 redoes that stage and the later ones.  Writes ``<work_dir>/summary.json`` — per stage its seconds
 and artifacts, per inference path (checkpoint, mindir, 310) and split (dev, test) its WER and CER —
-and prints a table.
+and prints a table.  The last stage, ``lm``, builds a 3-gram ARPA from the training transcripts, tunes
+beam search's LM weights on dev (tune_lm.py) and scores the test set with them (summary key ``lm``,
+next to greedy decoding of the same checkpoint); /usr/share/dict/words, when present, is the lexicon
+that lets the search spell words the training transcripts never had.
 """
 from __future__ import annotations
 
@@ -33,12 +36,15 @@ from src.data.manifest import read_manifest  # noqa: E402
 from src.data.synthetic import make_corpus  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
+from src.training.trainer import RUN_SUMMARY  # noqa: E402
 
 log = logging.getLogger("demo")
 
-STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310")
+STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm")
 SPLITS = {"train": "train-clean", "dev": "dev-clean", "test": "test-clean"}
 CONFIG = REPO / "src" / "configs" / "jasper_tiny.yaml"
+LEXICON = Path("/usr/share/dict/words")  # wamerican: spelling vocabulary for beam search with the LM
+LM_ORDER = 3
 # --quick: the tiny corpus and a handful of steps; proves every stage runs and agrees, not accuracy.
 QUICK_SETTINGS = ["data.batch_size=2", "train.max_steps=12", "train.log_every=4", "train.eval_every=12",
                   "train.checkpoint_every=12", "optim.warmup_steps=4"]
@@ -83,7 +89,7 @@ class Demo:
 
     def command(self, stage: str, args: list[str]) -> None:
         """Run one of the project's command lines; its output goes to logs/<stage>.log."""
-        cmd = [str(c) for c in ([sys.executable, *args] if str(args[0]).endswith(".py") else args)]
+        cmd = [str(c) for c in ([sys.executable, *args] if str(args[0]).endswith(".py") or args[0] == "-m" else args)]
         printable = shlex.join(["python" if c == sys.executable else c for c in cmd])
         log.info("$ %s", printable)
         log_path = self.work / "logs" / f"{stage}.log"
@@ -145,10 +151,13 @@ class Demo:
 
     def train(self) -> list[Path]:
         self.fresh("train", self.run_dir)
-        # --resume makes the stage incremental: a finished run restores and stops at once.
-        self.command("train", ["train.py", *self.config_args(), "--train_data", self.mindrecord / "train",
-                               "--dev_data", self.mindrecord / "dev", "--output_dir", self.run_dir, "--resume",
-                               "--no_progress"])
+        finished = self.run_dir / "checkpoints" / RUN_SUMMARY
+        if finished.is_file():  # a run that ended (all steps, or the time budget) is reused as it is
+            log.info("reusing the finished run in %s (%s)", self.run_dir, json.loads(finished.read_text())["stopped_by"])
+        else:  # --resume: an interrupted run continues where it stopped
+            self.command("train", ["train.py", *self.config_args(), "--train_data", self.mindrecord / "train",
+                                   "--dev_data", self.mindrecord / "dev", "--output_dir", self.run_dir, "--resume",
+                                   "--no_progress"])
         ckpts = sorted((self.run_dir / "checkpoints").glob("jasper-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
         self.checkpoint = ckpts[-1]
         log_csv = self.run_dir / "checkpoints" / "train_log.csv"
@@ -198,6 +207,31 @@ class Demo:
             out.append(work / "result" / "metrics.json")
         return out
 
+    def lm(self) -> list[Path]:
+        out = self.work / "lm"
+        self.fresh("lm", out)
+        arpa = out / f"train-{LM_ORDER}gram.arpa"
+        self.command("lm", ["-m", "src.decoding.arpa", "--input", self.manifest("train"), "--output", arpa,
+                            "--order", str(LM_ORDER)])
+        lexicon = ["--lexicon", LEXICON] if LEXICON.is_file() else []
+        grid = ["--alphas", "0.25", "0.5", "1", "--betas", "0", "1", "2", "--refine", "1"] if self.args.quick else []
+        self.command("lm", ["tune_lm.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+                            self.manifest("dev"), "--lm_path", arpa, *lexicon, *grid, "--output_dir", out / "tuning",
+                            "--no_progress"])
+        best = json.loads((out / "tuning" / "result.json").read_text())["best"]
+        self.command("lm", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+                            self.manifest("dev"), self.manifest("test"), "--decoder", "beam", "--lm_path", arpa,
+                            *lexicon, "--alpha", str(best["alpha"]), "--beta", str(best["beta"]),
+                            "--output_dir", out / "eval", "--no_progress"])
+        metrics = json.loads((out / "eval" / "metrics.json").read_text())
+        lm = {"lm_path": str(arpa), "lexicon": str(LEXICON) if lexicon else None, "alpha": best["alpha"],
+              "beta": best["beta"]}
+        for split in ("dev", "test"):
+            m = metrics.get(SPLITS[split]) or metrics.get(split)
+            lm[split] = {k: m[k] for k in ("wer", "cer", "utterances")}
+        self.summary["lm"] = lm
+        return [arpa, out / "tuning" / "result.json", out / "eval" / "metrics.json"]
+
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         for name in STAGES:
@@ -224,6 +258,11 @@ class Demo:
             dev, test = splits.get("dev", {}), splits.get("test", {})
             print(f"{path:<16}{dev.get('wer', float('nan')):>8.2f}%{dev.get('cer', float('nan')):>8.2f}%"
                   f"{test.get('wer', float('nan')):>9.2f}%{test.get('cer', float('nan')):>9.2f}%")
+        if "lm" in self.summary:
+            lm = self.summary["lm"]
+            print(f"{'beam + LM':<16}{lm['dev']['wer']:>8.2f}%{lm['dev']['cer']:>8.2f}%{lm['test']['wer']:>9.2f}%"
+                  f"{lm['test']['cer']:>9.2f}%   (checkpoint; {LM_ORDER}-gram of the training transcripts, "
+                  f"alpha {lm['alpha']:g}, beta {lm['beta']:g} tuned on dev)")
         print(f"\nthe three inference paths {'agree' if self.summary['agree'] else 'DISAGREE'}; "
               f"summary: {self.work / 'summary.json'}")
 

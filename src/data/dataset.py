@@ -221,7 +221,8 @@ class SpeechData:
         if feats.shape[2] > t_pad:
             raise AssertionError(f"batch {batch_num}: {feats.shape[2]} frames exceed the planned {t_pad}")
         feats = np.pad(feats, ((0, 0), (0, 0), (0, t_pad - feats.shape[2])))
-        if self.train and self.config.augment.spec_augment:
+        ac = self.config.augment
+        if self.train and ac.spec_augment and epoch >= ac.spec_augment_from_epoch:
             feats = augment.spec_augment(feats, lengths, rng, self.config.augment)
         tok_len = np.array([len(t) for t in tokens], dtype=np.int32)
         # Training: a fixed width per bucket (one compiled shape; planning guarantees the tokens fit).

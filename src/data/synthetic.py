@@ -78,8 +78,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(2, 2, 2),
                  chapters_per_speaker=(1, 1, 1), utts_per_chapter=(2, 2, 2), min_words=4, max_words=8,
                  voices={"espeak": 1.0}, texts=TEXT_SOURCES, text_pools="disjoint", seed=0),
-    # About 1.6 h of training audio from 48 speakers; dev and test about 100 utterances from 6 each.
-    "demo": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(48, 6, 6),
+    # About 2 h of training audio from 60 speakers; dev and test about 100 utterances from 6 each.
+    "demo": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(60, 6, 6),
                  chapters_per_speaker=(2, 1, 1), utts_per_chapter=(14, 17, 17), min_words=5, max_words=20,
                  voices={"flite-rms": 0.30, "flite-kal16": 0.20, "festival-kal": 0.15, "espeak": 0.35},
                  texts=TEXT_SOURCES, text_pools="disjoint", seed=0),

@@ -23,7 +23,6 @@ Conventions of this implementation:
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence, TypeVar
 
 import mindspore as ms
@@ -34,11 +33,8 @@ from mindspore.common import initializer as init
 from src.config import BlockConfig, Config, ModelConfig
 from src.text.labels import load_labels
 
-# With AVX-512 available, oneDNN (MindSpore's CPU kernels) runs convolutions on MindSpore's plain
-# NCHW tensors with a reference, unvectorised kernel: measured 0.6 GFLOP/s, 100-170x slower than its
-# AVX2 im2col + GEMM path.  The cap only works if set before the first oneDNN primitive is created,
-# which importing this module precedes.  Set ONEDNN_MAX_CPU_ISA in the environment to override.
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+# Importing the model caps oneDNN's instruction set (see src/runtime.py) before its first kernel.
+import src.runtime  # noqa: E402,F401
 
 __all__ = ["Jasper", "JasperBlock", "JasperEncoder", "JasperDecoder", "PaddedConv1d", "build_model",
            "conv_output_length", "length_mask", "count_parameters"]

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from src.config import Config, save_config
 from src.data.dataset import SpeechData
 from src.data.mindrecord import mindrecord_for
+from src.fileio import atomic_write_json
 from src.inference import evaluate
 from src.models.jasper import build_model
 from src.text.labels import load_labels
@@ -34,6 +35,8 @@ from src.training.optim import build_optimizer, weights_only
 from src.training.train_step import TrainStep, make_loss_scaler
 
 log = logging.getLogger(__name__)
+
+RUN_SUMMARY = "run_summary.json"  # written when a run ends (its steps, why it stopped, last metrics)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Trainer:
         # The wrapper casts inputs/outputs; parameter names stay the model's own.
         self.net = ms.amp.auto_mixed_precision(self.model, level) if level != "O0" else self.model
 
+        if cluster.world > 1 and tc.max_minutes > 0:
+            raise ValueError("train.max_minutes is for single-process runs (ranks would stop at different "
+                             "steps); use train.max_steps or --epochs in distributed training")
         if cluster.world > 1 and Path(options.train_data).suffix == ".json":
             raise ValueError(f"{options.train_data}: in distributed runs pass MindRecord folders "
                              "(run create_mindrecord.py once before launching the ranks)")
@@ -156,6 +162,12 @@ class Trainer:
                                                                                       output_numpy=True)
         yield from it
 
+    def _out_of_time(self, started: float) -> bool:
+        """The wall-clock budget (train.max_minutes) is spent.  Single-process runs only: ranks would
+        read their clocks at different steps and leave the others waiting in the all-reduce."""
+        budget = self.config.train.max_minutes
+        return budget > 0 and time.perf_counter() - started >= budget * 60.0
+
     def run(self) -> dict:
         tc, fc = self.config.train, self.config.features
         if self.cluster.is_main:
@@ -216,11 +228,22 @@ class Trainer:
                         train_log.append(last)
                         if want_eval:
                             train_log.plot()
-                if step % tc.checkpoint_every == 0 or at_epoch_end or step == self.total_steps:
+                out_of_time = self._out_of_time(started)
+                if step % tc.checkpoint_every == 0 or at_epoch_end or step == self.total_steps or out_of_time:
                     self._save(Position(epoch, step, batch_in_epoch))
+                if out_of_time:
+                    if self.cluster.is_main:
+                        log.warning("stopping at step %d of %d: train.max_minutes=%g reached (the LR schedule "
+                                    "was planned for %d steps; --resume continues it)", step, self.total_steps,
+                                    tc.max_minutes, self.total_steps)
+                    break
             bar.close()
+            if self._out_of_time(started):
+                break
             epoch, batch_in_epoch = epoch + 1, 0
-        result = {"steps": step, "epochs_started": epoch, "train_shapes": sorted(self.train_shapes),
+        result = {"steps": step, "planned_steps": self.total_steps,
+                  "stopped_by": "steps" if step >= self.total_steps else "max_minutes",
+                  "epochs_started": epoch, "train_shapes": sorted(self.train_shapes),
                   "skipped_steps": int(self.step_cell.skipped_steps.asnumpy()),
                   "weights_fingerprint": weights_fingerprint(self.model), **last}
         # Every rank reports (seen with --log_all_ranks): data-parallel ranks must end identical.
@@ -228,6 +251,7 @@ class Trainer:
                  result["weights_fingerprint"], step)
         if self.cluster.is_main:
             train_log.plot()
+            atomic_write_json(self.ckpt_dir / RUN_SUMMARY, {k: v for k, v in result.items() if k != "train_shapes"})
             log.info("done: %d steps in %.1f s; %d training shapes compiled; %d non-finite steps skipped; "
                      "last loss %.3f%s; checkpoints in %s", step, time.perf_counter() - started,
                      len(self.train_shapes), result["skipped_steps"], last.get("loss", float("nan")),
