@@ -1,0 +1,48 @@
+"""Benchmarks (run them all with ``python bench/run_all.py``); shared command-line helpers."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+# Short names accepted by --presets
+PRESET_ALIASES = {"tiny": "jasper_tiny", "5x3": "jasper5x3", "10x5dr": "jasper10x5dr"}
+
+
+def preset_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """Comma-separated preset names (aliases allowed) → config names; an unknown one is a usage error."""
+    names = [PRESET_ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    for name in names:
+        if not (ROOT / "src" / "configs" / f"{name}.yaml").is_file():
+            parser.error(f"--presets: no src/configs/{name}.yaml")
+    return names
+
+
+def choice_list(parser: argparse.ArgumentParser, option: str, text: str, allowed: Iterable[str]) -> list[str]:
+    """Comma-separated names, each one of ``allowed``; at least one."""
+    names, allowed = [n.strip() for n in text.split(",") if n.strip()], tuple(allowed)
+    for n in names:
+        if n not in allowed:
+            parser.error(f"{option}: unknown {n!r} (choose from {', '.join(allowed)})")
+    if not names:
+        parser.error(f"{option}: name at least one")
+    return names
+
+
+def machine_info(load_before: float) -> dict:
+    """Where a benchmark ran: cores, architecture, Python, and the 1-minute load average before and
+    after (the machines are shared; a high load flags a noisy result)."""
+    import os
+    import platform
+
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def write_result(path: str | Path, result: dict) -> None:
+    """Write a benchmark's JSON atomically and say where."""
+    from src.fileio import atomic_write_json
+
+    atomic_write_json(path, result)
+    print(f"wrote {path}")

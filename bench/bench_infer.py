@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -59,10 +58,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench import choice_list, machine_info, preset_list, write_result  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
 METHODS = ("mindir", "checkpoint", "lite")
-ALIASES = {"tiny": "jasper_tiny", "5x3": "jasper5x3", "10x5dr": "jasper10x5dr"}
 LABELS = {"mindir": "MindIR (mindspore.load + GraphCell)", "checkpoint": "checkpoint, GRAPH_MODE",
           "lite": "C++ runner, MindSpore Lite 2.0"}
 
@@ -87,16 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.presets = [ALIASES.get(n.strip(), n.strip()) for n in args.presets.split(",") if n.strip()]
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name in args.presets:
-        if not (ROOT / "src" / "configs" / f"{name}.yaml").is_file():
-            p.error(f"--presets: no src/configs/{name}.yaml")
-    for m in args.methods:
-        if m not in METHODS:
-            p.error(f"--methods: unknown {m!r}")
-    if not args.methods:
-        p.error("--methods: name at least one")
+    args.presets = preset_list(p, args.presets)
+    args.methods = choice_list(p, "--methods", args.methods, METHODS)
     for name in ("repeats", "calls", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
@@ -398,14 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "benchmark": "inference real-time factor on CPU, batch 1 (exported MindIR, checkpoint, C++ runner on Lite)",
         "seconds": args.seconds, "repeats": args.repeats, "calls": args.calls, "threads": args.threads,
-        "n_frames": args.n_frames, "methods": args.methods, "cpu_count": os.cpu_count(),
-        "machine": platform.machine(), "python": platform.python_version(),
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "n_frames": args.n_frames, "methods": args.methods, **machine_info(load_before),
         "wall_s": round(time.perf_counter() - started, 1), "presets": presets,
     }
     print_table(result)
-    atomic_write_json(args.output, result)
-    print(f"wrote {args.output}")
+    write_result(args.output, result)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench import choice_list, machine_info, preset_list, write_result  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
@@ -52,7 +52,6 @@ FRAMEWORKS = ("mindspore", "pytorch")
 TORCH_OPTIMIZERS = ("novograd", "adamw", "sgd")
 # preset → (batch, timed steps): under a minute of steps per child on 2 idle cores
 DEFAULTS = {"jasper_tiny": (16, 8), "jasper5x3": (8, 3), "jasper10x5dr": (2, 3)}
-ALIASES = {"tiny": "jasper_tiny", "5x3": "jasper5x3", "10x5dr": "jasper10x5dr"}
 CHARS_PER_SECOND = 15  # LibriSpeech reads at about 15 characters per second
 
 
@@ -79,14 +78,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.presets = [ALIASES.get(n.strip(), n.strip()) for n in args.presets.split(",") if n.strip()]
-    args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    for name in args.presets:
-        if not (ROOT / "src" / "configs" / f"{name}.yaml").is_file():
-            p.error(f"--presets: no src/configs/{name}.yaml")
-    for f in args.frameworks:
-        if f not in FRAMEWORKS:
-            p.error(f"--frameworks: unknown {f!r}")
+    args.presets = preset_list(p, args.presets)
+    args.frameworks = choice_list(p, "--frameworks", args.frameworks, FRAMEWORKS)
     for name in ("batch", "steps", "repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -335,14 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "training step throughput on CPU, MindSpore TrainStep vs PyTorch (identical Jasper)",
         "seconds": args.seconds, "repeats": args.repeats, "threads": args.threads,
         "torch_optimizer": args.torch_optimizer, "overrides": args.overrides,
-        "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "wall_s": round(time.perf_counter() - started, 1),
-        "presets": presets,
+        **machine_info(load_before), "wall_s": round(time.perf_counter() - started, 1), "presets": presets,
     }
     print_table(result)
-    atomic_write_json(args.output, result)
-    print(f"wrote {args.output}")
+    write_result(args.output, result)
     return 0
 
 

@@ -112,7 +112,7 @@ def headline_convert(r: dict) -> str:
     cells = [f"{name} {stages[key]['audio_hours_per_minute']:.2f}" for key, name in
              (("convert", "FLAC → wav"), ("mindrecord", "→ MindRecord"), ("total", "both")) if key in stages]
     minutes = r.get("audio_seconds", 0) / 60
-    return (f"audio-hours per wall-minute: " + ", ".join(cells) + f" ({minutes:.1f} min of audio)") if cells else "?"
+    return ("audio-hours per wall-minute: " + ", ".join(cells) + f" ({minutes:.1f} min of audio)") if cells else "?"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 import itertools
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from src.audio.features import batch_features, num_frames, valid_frames

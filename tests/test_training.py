@@ -13,7 +13,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 import yaml
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 from src.config import TrainConfig, config_from_dict
 from src.models.jasper import build_model
