@@ -115,17 +115,10 @@ class JasperEncoder(nn.Module):
 
     def __init__(self, model: ModelConfig, in_channels: int) -> None:
         super().__init__()
-        blocks, keeps = [], []
-        channels, sources = in_channels, [in_channels]
-        for block in model.blocks:
-            blocks.append(JasperBlock(block, channels, sources if block.residual else [], model))
-            keep = block.residual and model.dense_residual
-            sources = sources + [block.filters] if keep else [block.filters]
-            keeps.append(keep)
-            channels = block.filters
-        self.layers = nn.ModuleList(blocks)
-        self.keeps_sources = tuple(keeps)
-        self.out_channels = channels
+        plan = model.residual_plan(in_channels)  # the plan the MindSpore model builds from too
+        self.layers = nn.ModuleList([JasperBlock(b, c_in, list(sources), model) for b, c_in, sources, _ in plan])
+        self.keeps_sources = tuple(keep for *_, keep in plan)
+        self.out_channels = model.blocks[-1].filters
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         sources = [x]

@@ -82,6 +82,20 @@ class ModelConfig:
     bn_momentum: float = 0.1     # PyTorch convention (weight of the new batch statistic)
     init: str = "xavier_uniform"
 
+    def residual_plan(self, in_channels: int) -> list[tuple[BlockConfig, int, tuple[int, ...], bool]]:
+        """Per block: (block, input channels, channels of its residual sources, whether its output
+        joins the sources of later blocks).  NVIDIA's rule: the sources start with the encoder input,
+        a dense residual block appends its output, any other block restarts them with its own."""
+        if not self.blocks:
+            raise ValueError("model.blocks is empty")
+        plan, channels, sources = [], in_channels, [in_channels]
+        for block in self.blocks:
+            keep = block.residual and self.dense_residual
+            plan.append((block, channels, tuple(sources) if block.residual else (), keep))
+            sources = sources + [block.filters] if keep else [block.filters]
+            channels = block.filters
+        return plan
+
 
 @dataclass(frozen=True)
 class OptimConfig:

@@ -15,7 +15,7 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
-import src.runtime  # noqa: F401  (caps oneDNN's ISA before a loaded MindIR runs: see src/runtime.py)
+import src.runtime  # also caps oneDNN's ISA before a loaded MindIR runs (see src/runtime.py)
 from src.config import Config
 
 from src.decoding.greedy import greedy_decode
@@ -47,7 +47,7 @@ def add_model_args(parser) -> None:
     model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint", help="a .ckpt file")
     model.add_argument("--mindir", help="a MindIR exported by export.py")
     parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
-    parser.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
+    parser.add_argument("--device_target", choices=src.runtime.DEVICES, default="CPU")
     parser.add_argument("--device_id", type=int, default=0)
 
 

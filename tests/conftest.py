@@ -73,3 +73,16 @@ def mindrecord_dir(tmp_path_factory) -> Path:
     convert_librispeech(root, tmp / "wav", tmp / "m.json", progress=False)
     write_mindrecord(read_manifest(tmp / "m.json"), tmp / "mr", 2, load_labels(), progress=False)
     return tmp
+
+
+@pytest.fixture(scope="module")
+def graph_mode_on_cpu():
+    """MindSpore on CPU in GRAPH_MODE for a test module (``pytestmark = pytest.mark.usefixtures(...)``),
+    the previous execution mode restored afterwards."""
+    import mindspore as ms
+
+    previous = ms.get_context("mode")
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)

@@ -17,10 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "src" / "configs"
 BN_PARAMS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def graph_mode_on_cpu():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device("CPU")
+pytestmark = pytest.mark.usefixtures("graph_mode_on_cpu")
 
 
 def small_config(dense: bool = True) -> Config:

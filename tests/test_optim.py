@@ -17,13 +17,7 @@ from src.training.optim import NovoGrad, build_optimizer, decay_groups, weights_
 BETA1, BETA2, EPS = 0.95, 0.98, 1e-8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def graph_mode_on_cpu():
-    previous = ms.get_context("mode")
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("graph_mode_on_cpu")
 
 
 class TinyNet(nn.Cell):

@@ -23,13 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "src" / "configs"
 BLANK = 28
 
 
-@pytest.fixture(scope="module", autouse=True)
-def graph_mode_on_cpu():
-    previous = ms.get_context("mode")
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("graph_mode_on_cpu")
 
 
 def small_config(dropout: float = 0.1) -> Config:

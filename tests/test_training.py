@@ -37,10 +37,7 @@ MICRO = {"model": MICRO_MODEL, "data": {"batch_size": 4, "num_buckets": 3},
          "train": {"log_every": 1, "checkpoint_every": 2, "keep_checkpoints": 50}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def graph_mode():
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.GRAPH_MODE)
+pytestmark = pytest.mark.usefixtures("graph_mode_on_cpu")
 
 
 def micro_config(**train):

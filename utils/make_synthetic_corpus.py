@@ -1,6 +1,6 @@
 """Usage:
     python utils/make_synthetic_corpus.py --output_dir DIR [--preset tiny|demo] [--seed N] [--jobs N]
-        [--subsets train-clean,dev-clean,test-clean] [--speakers 48,6,6] [--chapters_per_speaker 2,1,1]
+        [--subsets train-clean,dev-clean,test-clean] [--speakers 60,6,6] [--chapters_per_speaker 2,1,1]
         [--utts_per_chapter 14,17,17] [--min_words 5] [--max_words 20]
         [--voices flite-rms:0.3,flite-kal16:0.2,festival-kal:0.15,espeak:0.35] [--texts fortunes,bible]
         [--text_pools disjoint|shared] [--force] [--no_progress]

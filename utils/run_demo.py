@@ -114,14 +114,20 @@ class Demo:
     def manifest(self, split: str) -> Path:
         return self.data / f"{SPLITS[split]}.json"
 
-    def record(self, path: str, metrics_file: Path) -> None:
-        """Copy WER/CER of the dev and test sets from a metrics.json into the summary."""
+    @staticmethod
+    def split_rates(metrics_file: Path) -> dict[str, dict]:
+        """{split: {wer, cer, utterances}} of the dev and test sets in an eval.py metrics.json."""
         metrics = json.loads(metrics_file.read_text())
+        rates = {}
         for split in ("dev", "test"):
             m = metrics.get(SPLITS[split]) or metrics.get(split)
             if m:
-                self.summary["inference"].setdefault(path, {})[split] = {"wer": m["wer"], "cer": m["cer"],
-                                                                        "utterances": m["utterances"]}
+                rates[split] = {k: m[k] for k in ("wer", "cer", "utterances")}
+        return rates
+
+    def record(self, path: str, metrics_file: Path) -> None:
+        """Copy WER/CER of the dev and test sets from a metrics.json into the summary."""
+        self.summary["inference"].setdefault(path, {}).update(self.split_rates(metrics_file))
 
     # --- stages ----------------------------------------------------------------------------------
     def corpus(self) -> list[Path]:
@@ -214,22 +220,24 @@ class Demo:
         self.command("lm", ["-m", "src.decoding.arpa", "--input", self.manifest("train"), "--output", arpa,
                             "--order", str(LM_ORDER)])
         lexicon = ["--lexicon", LEXICON] if LEXICON.is_file() else []
+        if not lexicon:
+            log.warning("%s is missing (Debian package wamerican): beam search can only spell the %d-gram's "
+                        "words, so test words unseen in training cannot be recognised", LEXICON, LM_ORDER)
         grid = ["--alphas", "0.25", "0.5", "1", "--betas", "0", "1", "2", "--refine", "1"] if self.args.quick else []
         self.command("lm", ["tune_lm.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
                             self.manifest("dev"), "--lm_path", arpa, *lexicon, *grid, "--output_dir", out / "tuning",
                             "--no_progress"])
-        best = json.loads((out / "tuning" / "result.json").read_text())["best"]
+        tuning = json.loads((out / "tuning" / "result.json").read_text())
+        best = tuning["best"]
+        # dev was scored with the best pair during tuning; only the test set is decoded again
         self.command("lm", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
-                            self.manifest("dev"), self.manifest("test"), "--decoder", "beam", "--lm_path", arpa,
-                            *lexicon, "--alpha", str(best["alpha"]), "--beta", str(best["beta"]),
+                            self.manifest("test"), "--decoder", "beam", "--lm_path", arpa, *lexicon,
+                            "--alpha", str(best["alpha"]), "--beta", str(best["beta"]),
                             "--output_dir", out / "eval", "--no_progress"])
-        metrics = json.loads((out / "eval" / "metrics.json").read_text())
-        lm = {"lm_path": str(arpa), "lexicon": str(LEXICON) if lexicon else None, "alpha": best["alpha"],
-              "beta": best["beta"]}
-        for split in ("dev", "test"):
-            m = metrics.get(SPLITS[split]) or metrics.get(split)
-            lm[split] = {k: m[k] for k in ("wer", "cer", "utterances")}
-        self.summary["lm"] = lm
+        self.summary["lm"] = {"lm_path": str(arpa), "lexicon": str(LEXICON) if lexicon else None,
+                              "alpha": best["alpha"], "beta": best["beta"],
+                              "dev": {"wer": best["wer"], "cer": best["cer"], "utterances": tuning["utterances"]},
+                              **self.split_rates(out / "eval" / "metrics.json")}
         return [arpa, out / "tuning" / "result.json", out / "eval" / "metrics.json"]
 
     def run(self) -> None:

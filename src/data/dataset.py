@@ -223,7 +223,7 @@ class SpeechData:
         feats = np.pad(feats, ((0, 0), (0, 0), (0, t_pad - feats.shape[2])))
         ac = self.config.augment
         if self.train and ac.spec_augment and epoch >= ac.spec_augment_from_epoch:
-            feats = augment.spec_augment(feats, lengths, rng, self.config.augment)
+            feats = augment.spec_augment(feats, lengths, rng, ac)
         tok_len = np.array([len(t) for t in tokens], dtype=np.int32)
         # Training: a fixed width per bucket (one compiled shape; planning guarantees the tokens fit).
         # Evaluation: the batch's longest transcript, so nothing is ever cut.

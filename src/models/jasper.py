@@ -192,20 +192,10 @@ class JasperEncoder(nn.Cell):
 
     def __init__(self, model: ModelConfig, in_channels: int) -> None:
         super().__init__()
-        if not model.blocks:
-            raise ValueError("model.blocks is empty")
-        blocks: list[JasperBlock] = []
-        keeps: list[bool] = []
-        channels, sources = in_channels, [in_channels]
-        for block in model.blocks:
-            blocks.append(JasperBlock(block, channels, tuple(sources) if block.residual else (), model))
-            keep = block.residual and model.dense_residual
-            sources = sources + [block.filters] if keep else [block.filters]
-            keeps.append(keep)
-            channels = block.filters
-        self.layers = nn.CellList(blocks)
-        self.keeps_sources = tuple(keeps)
-        self.out_channels = channels
+        plan = model.residual_plan(in_channels)
+        self.layers = nn.CellList([JasperBlock(b, c_in, sources, model) for b, c_in, sources, _ in plan])
+        self.keeps_sources = tuple(keep for *_, keep in plan)
+        self.out_channels = model.blocks[-1].filters
 
     def construct(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         mask = length_mask(lengths, x.shape[-1], x.dtype)

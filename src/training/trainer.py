@@ -181,9 +181,9 @@ class Trainer:
                  self.config.model.name, self.total_steps, self.steps_per_epoch, self.train_data.batch_size,
                  tc.accumulate, self.cluster.world, sum(p.size for p in self.model.trainable_params()))
         self.net.set_train(True)
-        meter, started, last = Meter(), time.perf_counter(), {}
+        meter, started, last, out_of_time = Meter(), time.perf_counter(), {}, False
         eval_every = tc.eval_every or self.steps_per_epoch
-        while step < self.total_steps:
+        while step < self.total_steps and not out_of_time:
             usable = self.steps_per_epoch * tc.accumulate
             bar = tqdm(total=self.steps_per_epoch, initial=batch_in_epoch // tc.accumulate, unit="step",
                        desc=f"epoch {epoch}", disable=not (self.opts.progress and self.cluster.is_main), leave=False)
@@ -237,9 +237,8 @@ class Trainer:
                                     tc.max_minutes, self.total_steps)
                     break
             bar.close()
-            if self._out_of_time(started):
-                break
-            epoch, batch_in_epoch = epoch + 1, 0
+            if not out_of_time:
+                epoch, batch_in_epoch = epoch + 1, 0
         result = {"steps": step, "planned_steps": self.total_steps,
                   "stopped_by": "steps" if step >= self.total_steps else "max_minutes",
                   "epochs_started": epoch, "train_shapes": sorted(self.train_shapes),
