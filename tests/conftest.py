@@ -1,6 +1,7 @@
 """Shared fixtures: small LibriSpeech-layout corpora built in the test session."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,13 @@ def graph_mode_on_cpu():
     ms.set_context(mode=ms.GRAPH_MODE)
     yield
     ms.set_context(mode=previous)
+
+
+@pytest.fixture
+def restore_logging():
+    """Entry points' main() installs its own root handler; give later tests the set-up they had."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

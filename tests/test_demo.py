@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm"]
+STAGES = ["corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm", "probe"]
 
 
 @pytest.mark.slow
@@ -30,6 +30,10 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     lm = summary["lm"]                                 # beam search with the training-transcript LM
     assert Path(lm["lm_path"]).read_text().lstrip().startswith("\\data\\")
     assert all(lm[s]["utterances"] == summary["inference"]["checkpoint"][s]["utterances"] for s in ("dev", "test"))
+    probe = summary["probe"]                           # the checkpoint on re-rendered probe sets
+    assert list(probe) == ["seen", "new_voice", "new_text", "pitch", "tempo", "channel"]
+    assert all(r["utterances"] == 4 and r["wer"] >= 0 for r in probe.values())
+    assert "probe sets" in run.stdout
     # A second run reuses every stage's outputs.
     again = subprocess.run(["bash", str(REPO / "scripts" / "run_demo.sh"), "--quick", "--work_dir", str(work)],
                            capture_output=True, text=True, cwd=REPO, timeout=1800)

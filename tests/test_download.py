@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import logging
 import random
 import re
 import subprocess
@@ -15,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() installs its own root handler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "utils" / "download_librispeech.py"
@@ -120,16 +121,6 @@ def server():
     s = Server()
     yield s
     s.close()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    # main() installs its own root handler; give later tests the logging set-up they had.
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 # ------------------------------------------------------------------------------ test data

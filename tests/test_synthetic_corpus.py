@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import re
 import shutil
 import time
@@ -311,16 +310,6 @@ def test_missing_tool_names_the_debian_package(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------
 # Command line
-
-
-@pytest.fixture
-def restore_logging():
-    """main() installs its own root handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _load_script():

@@ -3,7 +3,7 @@
 Usage:
     python utils/run_demo.py [--quick] [--work_dir demo_work] [--from STAGE] [--jobs N]
 
-Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310 → lm.
+Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310 → lm → probe.
 Each stage after ``mindrecord`` runs the project's own command line (printed, so it can be re-run
 by hand).  Every stage keeps its outputs and reuses them when they are complete (generated chapters,
 wavs, shards, a finished training run, exported files), so a second run is quick; ``--from STAGE``
@@ -12,7 +12,10 @@ and artifacts, per inference path (checkpoint, mindir, 310) and split (dev, test
 and prints a table.  The last stage, ``lm``, builds a 3-gram ARPA from the training transcripts, tunes
 beam search's LM weights on dev (tune_lm.py) and scores the test set with them (summary key ``lm``,
 next to greedy decoding of the same checkpoint); /usr/share/dict/words, when present, is the lexicon
-that lets the search spell words the training transcripts never had.
+that lets the search spell words the training transcripts never had.  ``probe`` re-renders training
+utterances as they were, with held-out voices, and with the pitch, tempo or channel changed, plus
+held-out texts in training voices (utils/probe_corpus.py), and scores the checkpoint on each (summary
+key ``probe``): how much of the test WER is new voices, how much new text.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
+from src.data.probe import PROBE_SETS  # noqa: E402
 from src.data.synthetic import make_corpus  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
@@ -40,11 +44,12 @@ from src.training.trainer import RUN_SUMMARY  # noqa: E402
 
 log = logging.getLogger("demo")
 
-STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm")
+STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm", "probe")
 SPLITS = {"train": "train-clean", "dev": "dev-clean", "test": "test-clean"}
 CONFIG = REPO / "src" / "configs" / "jasper_tiny.yaml"
 LEXICON = Path("/usr/share/dict/words")  # wamerican: spelling vocabulary for beam search with the LM
 LM_ORDER = 3
+PROBE_UTTERANCES = {"full": 40, "quick": 4}  # per probe set
 # --quick: the tiny corpus and a handful of steps; proves every stage runs and agrees, not accuracy.
 QUICK_SETTINGS = ["data.batch_size=2", "train.max_steps=12", "train.log_every=4", "train.eval_every=12",
                   "train.checkpoint_every=12", "optim.warmup_steps=4"]
@@ -240,6 +245,18 @@ class Demo:
                               **self.split_rates(out / "eval" / "metrics.json")}
         return [arpa, out / "tuning" / "result.json", out / "eval" / "metrics.json"]
 
+    def probe(self) -> list[Path]:
+        out = self.work / "probe"
+        self.fresh("probe", out)
+        self.command("probe", ["utils/probe_corpus.py", "--corpus_dir", self.work / "corpus", "--output_dir", out,
+                               "--utterances", str(PROBE_UTTERANCES[self.summary["mode"]]),
+                               "--jobs", str(self.args.jobs), "--no_progress"])
+        self.command("probe", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+                               *[out / f"{s}.json" for s in PROBE_SETS], "--output_dir", out / "eval", "--no_progress"])
+        metrics = json.loads((out / "eval" / "metrics.json").read_text())
+        self.summary["probe"] = {s: {k: metrics[s][k] for k in ("wer", "cer", "utterances")} for s in PROBE_SETS}
+        return [out / "eval" / "metrics.json"]
+
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         for name in STAGES:
@@ -271,6 +288,9 @@ class Demo:
             print(f"{'beam + LM':<16}{lm['dev']['wer']:>8.2f}%{lm['dev']['cer']:>8.2f}%{lm['test']['wer']:>9.2f}%"
                   f"{lm['test']['cer']:>9.2f}%   (checkpoint; {LM_ORDER}-gram of the training transcripts, "
                   f"alpha {lm['alpha']:g}, beta {lm['beta']:g} tuned on dev)")
+        if "probe" in self.summary:
+            print("\nprobe sets (checkpoint, greedy; utils/probe_corpus.py): WER % / CER %")
+            print("  " + "   ".join(f"{s} {r['wer']:.1f}/{r['cer']:.1f}" for s, r in self.summary["probe"].items()))
         print(f"\nthe three inference paths {'agree' if self.summary['agree'] else 'DISAGREE'}; "
               f"summary: {self.work / 'summary.json'}")
 

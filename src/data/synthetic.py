@@ -145,6 +145,17 @@ class CorpusConfig:
         d["texts"] = list(self.texts)
         return d
 
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CorpusConfig":
+        """The inverse of ``to_json`` (the ``config`` of a corpus.json)."""
+        try:
+            return cls(subsets=tuple(SubsetSpec(**s) for s in d["subsets"]), min_words=int(d["min_words"]),
+                       max_words=int(d["max_words"]), voices=tuple((k, float(w)) for k, w in d["voices"].items()),
+                       texts=tuple(d["texts"]), text_pools=str(d["text_pools"]), seed=int(d["seed"]),
+                       version=int(d["version"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a corpus configuration ({e!r})") from None
+
 
 def _per_subset(name: str, value: Any, n: int) -> tuple[int, ...]:
     """An int, or a comma list / sequence with one value or one per subset."""
@@ -742,6 +753,24 @@ def render(voice: Voice, utt: Utterance, raw_wav: Path) -> np.ndarray:
     if peak > 0.95:
         x *= 0.95 / peak
     return float_to_int16(x)
+
+
+def synthesize_utterance(voice: Voice, utt: Utterance) -> np.ndarray:
+    """One utterance as a corpus made with ``voice`` would hold it: int16 (T,) at 16 kHz.
+
+    Raises SynthesisError when the synthesizer fails twice.
+    """
+    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
+        wav = Path(tmp, "raw.wav")
+        for attempt in range(2):
+            try:
+                wav.unlink(missing_ok=True)
+                _synth_one(voice, utt.text, wav)
+                return render(voice, utt, wav)
+            except SynthesisError:
+                if attempt:
+                    raise
+    raise AssertionError("unreachable")
 
 
 def write_flac(path: Path, pcm: np.ndarray) -> None:

@@ -1,0 +1,161 @@
+"""Probe sets: what a model trained on a generated corpus depends on, measured by re-synthesis.
+
+Every synthetic utterance is reproducible from the corpus plan (voice settings, text, noise seed), so
+an utterance can be rendered again with exactly one thing changed.  The WER of each set below, next
+to ``seen``, says how much the model relies on that thing:
+
+    seen       training utterances exactly as in the corpus (voice, text and noise unchanged)
+    new_voice  the same training texts read by the held-out speakers' voices
+    new_text   held-out texts read by training speakers' voices
+    pitch      training utterances with the voice 3 semitones higher or lower (towards mid-range)
+    tempo      training utterances 10 % faster or slower
+    channel    training utterances recorded through another channel (filters, treble, reverb)
+
+A model that generalises scores about the same on all of them; a model that memorised its corpus is
+good on ``seen`` only.  Each set is written as ``OUTPUT_DIR/<set>/<utt_id>.wav`` plus
+``OUTPUT_DIR/<set>.json``, a manifest eval.py reads (``--manifest OUTPUT_DIR/*.json``).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from tqdm import tqdm
+
+from src.audio.io import AudioError, audio_info, write_wav
+from src.data.manifest import audio_file_entry, manifest_entry, write_manifest
+from src.data.synthetic import (SAMPLE_RATE, Chapter, CorpusConfig, CorpusPlan, SynthesisError, Utterance, Voice,
+                                plan_corpus, synthesize_utterance)
+
+log = logging.getLogger(__name__)
+
+PROBE_SETS = ("seen", "new_voice", "new_text", "pitch", "tempo", "channel")
+PITCH_STEP_CENTS = 300
+TEMPO_STEP = 0.10
+MID_PITCH_CENTS = 100        # middle of the generator's -300..+500 cents range
+
+
+def load_plan(corpus_dir: str | Path) -> CorpusPlan:
+    """The plan of a corpus made by utils/make_synthetic_corpus.py, from its corpus.json.
+
+    ``corpus_dir`` is the folder holding corpus.json (``.../LibriSpeech``) or its parent.
+    """
+    root = Path(corpus_dir)
+    meta_path = next((p for p in (root / "corpus.json", root / "LibriSpeech" / "corpus.json") if p.is_file()), None)
+    if meta_path is None:
+        raise FileNotFoundError(f"no corpus.json in {root} or {root / 'LibriSpeech'}: probe sets need a corpus "
+                                "made by utils/make_synthetic_corpus.py")
+    try:
+        config = CorpusConfig.from_json(json.loads(meta_path.read_text(encoding="utf-8"))["config"])
+    except (json.JSONDecodeError, KeyError, ValueError) as e:
+        raise ValueError(f"{meta_path}: unreadable corpus settings ({e}); regenerate the corpus") from None
+    return plan_corpus(config)
+
+
+def shifted_pitch(v: Voice) -> Voice:
+    step = PITCH_STEP_CENTS if v.pitch_cents < MID_PITCH_CENTS else -PITCH_STEP_CENTS
+    return dataclasses.replace(v, pitch_cents=v.pitch_cents + step)
+
+
+def shifted_tempo(v: Voice) -> Voice:
+    return dataclasses.replace(v, tempo=round(v.tempo * (1 + TEMPO_STEP if v.tempo < 1 else 1 - TEMPO_STEP), 3))
+
+
+def other_channel(v: Voice) -> Voice:
+    return dataclasses.replace(v, highpass_hz=0.0 if v.highpass_hz else 60.0, lowpass_hz=0.0 if v.lowpass_hz else 6000.0,
+                               treble_db=-v.treble_db, reverberance=0.0 if v.reverberance > 20 else 30.0,
+                               room_scale=v.room_scale or 30.0, reverb_wet_db=v.reverb_wet_db or -5.0)
+
+
+def _spread(chapters: Sequence[Chapter], n: int) -> list[tuple[Voice, Utterance]]:
+    """``n`` utterances taken round-robin over speakers, then chapters, so that many speakers contribute."""
+    by_speaker: dict[int, list[tuple[Voice, Utterance]]] = {}
+    for c in chapters:
+        by_speaker.setdefault(c.speaker, []).extend((c.voice, u) for u in c.utterances)
+    rows = itertools.zip_longest(*by_speaker.values())
+    return [item for row in rows for item in row if item is not None][:n]
+
+
+def probe_items(plan: CorpusPlan, n: int, train_subset: str | None = None, heldout_subset: str | None = None,
+                sets: Iterable[str] = PROBE_SETS) -> dict[str, list[tuple[Voice, Utterance]]]:
+    """(voice, utterance) pairs of each probe set; subsets default to the plan's first and last."""
+    names = [s.name for s in plan.config.subsets]
+    train_subset, heldout_subset = train_subset or names[0], heldout_subset or names[-1]
+    for name in (train_subset, heldout_subset):
+        if name not in names:
+            raise ValueError(f"subset {name!r} is not in the corpus (it has {', '.join(names)})")
+    if train_subset == heldout_subset:
+        raise ValueError("the training and held-out subsets must differ")
+    unknown = sorted(set(sets) - set(PROBE_SETS))
+    if unknown:
+        raise ValueError(f"unknown probe sets {unknown}; choose from {', '.join(PROBE_SETS)}")
+    train = _spread([c for c in plan.chapters if c.subset == train_subset], n)
+    heldout = _spread([c for c in plan.chapters if c.subset == heldout_subset], n)
+    heldout_voices = [s.voice for s in plan.speakers if s.subset == heldout_subset]
+    train_voices = [s.voice for s in plan.speakers if s.subset == train_subset]
+    changed: dict[str, Callable[[Voice], Voice]] = {"pitch": shifted_pitch, "tempo": shifted_tempo,
+                                                    "channel": other_channel}
+    out: dict[str, list[tuple[Voice, Utterance]]] = {}
+    for name in sets:
+        if name == "seen":
+            out[name] = train
+        elif name == "new_voice":
+            out[name] = [(heldout_voices[i % len(heldout_voices)], u) for i, (_, u) in enumerate(train)]
+        elif name == "new_text":
+            out[name] = [(train_voices[i % len(train_voices)], u) for i, (_, u) in enumerate(heldout)]
+        else:
+            out[name] = [(changed[name](v), u) for v, u in train]
+    return out
+
+
+def _render(job: tuple[Voice, Utterance, Path]) -> tuple[str, dict | str]:
+    voice, utt, wav = job
+    if wav.is_file():  # complete (atomic writes) unless its header is unreadable
+        try:
+            frames = audio_info(wav).frames
+            return "reused", manifest_entry(utt.text, [audio_file_entry(wav.name, 1.0, frames, SAMPLE_RATE)])
+        except AudioError:
+            wav.unlink()
+    try:
+        pcm = synthesize_utterance(voice, utt)
+    except SynthesisError as e:
+        return "failed", f"{utt.utt_id}: {e}"
+    write_wav(wav, pcm, SAMPLE_RATE)
+    return "made", manifest_entry(utt.text, [audio_file_entry(wav.name, 1.0, len(pcm), SAMPLE_RATE)])
+
+
+def write_probe_sets(plan: CorpusPlan, output_dir: str | Path, n: int = 40, jobs: int = 2,
+                     sets: Iterable[str] = PROBE_SETS, train_subset: str | None = None,
+                     heldout_subset: str | None = None, progress: bool = True) -> dict[str, Path]:
+    """Render the probe sets; returns set name → manifest path.  Existing wavs are reused (resumable);
+    an utterance the synthesizer cannot make is left out and reported."""
+    out = Path(output_dir)
+    items = probe_items(plan, n, train_subset, heldout_subset, sets)
+    manifests: dict[str, Path] = {}
+    failed: list[str] = []
+    with cf.ProcessPoolExecutor(max(1, jobs)) as pool:
+        for name, pairs in items.items():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            job_list = [(v, u, out / name / f"{u.utt_id}.wav") for v, u in pairs]
+            entries = []
+            for status, result in tqdm(pool.map(_render, job_list), total=len(job_list), desc=name,
+                                       unit="utt", disable=not progress, leave=False):
+                if status == "failed":
+                    failed.append(f"{name}/{result}")
+                else:
+                    entries.append(result)
+            # Manifest paths are relative to the manifest's folder, like convert_librispeech.py's.
+            for e in entries:
+                e["files"][0]["fname"] = f"{name}/{e['files'][0]['fname']}"
+            manifests[name] = out / f"{name}.json"
+            write_manifest(manifests[name], entries)
+    for f in failed:
+        log.warning("left out: %s", f)
+    log.info("probe sets: %s in %s (%d left out)", ", ".join(f"{k} {len(v)}" for k, v in items.items()), out,
+             len(failed))
+    return manifests
