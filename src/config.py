@@ -45,6 +45,7 @@ class AugmentConfig:
     max_freq_width: int = 20
     time_masks: int = 2
     max_time_width: int = 75
+    freq_warp: float = 0.0          # spectrum scaled in frequency by a factor ~ U[1-w, 1+w] per utterance (0: off)
 
 
 @dataclass(frozen=True)

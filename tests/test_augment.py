@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.audio.augment import Augmenter, change_speed, spec_augment, speed_perturb
+from src.audio.augment import Augmenter, change_speed, freq_warp, spec_augment, speed_perturb
 from src.config import AugmentConfig, FeatureConfig
 
 SR = FeatureConfig().sample_rate
@@ -185,3 +185,43 @@ def test_enabled_augmenter_changes_audio_and_features():
 def test_augmenter_rejects_bad_speed_range():
     with pytest.raises(ValueError):
         Augmenter(AugmentConfig(min_speed=1.2, max_speed=0.9))
+
+
+# ------------------------------------------------------------------------------------------------
+# Frequency warp
+
+
+class _Fixed:
+    """A generator stand-in whose uniform draws are fixed warp factors."""
+
+    def __init__(self, *alphas: float) -> None:
+        self.alphas = np.array(alphas)
+
+    def uniform(self, low, high, n):
+        assert n == len(self.alphas) and np.all((low <= self.alphas) & (self.alphas <= high))
+        return self.alphas
+
+
+def test_freq_warp_moves_a_band_to_the_scaled_frequency():
+    librosa = pytest.importorskip("librosa")
+    centres = librosa.mel_frequencies(64 + 2, fmin=0.0, fmax=8000.0)[1:-1]   # Slaney bands, as ours
+    b0 = 30
+    feats = np.zeros((2, 64, 7), np.float32)
+    feats[:, b0, :5] = 1.0                                # two frames of padding stay zero
+    out = freq_warp(feats, _Fixed(1.15, 0.85), max_warp=0.2)
+    for utt, alpha in zip(out, (1.15, 0.85)):
+        peak = np.average(np.arange(64), weights=utt[:, 0])
+        assert peak == pytest.approx(np.interp(alpha * centres[b0], centres, np.arange(64)), abs=0.05)
+        assert not utt[:, 5:].any()
+    assert feats[:, b0, :5].all() and feats.sum() == 10   # input untouched
+
+
+def test_freq_warp_identity_shapes_and_errors():
+    x = np.random.default_rng(0).standard_normal((64, 30)).astype(np.float32)
+    np.testing.assert_allclose(freq_warp(x, _Fixed(1.0), max_warp=0.1), x, atol=1e-6)
+    assert freq_warp(x[None], np.random.default_rng(1), 0.1).shape == (1, 64, 30)
+    assert freq_warp(x, np.random.default_rng(1), 0.1).dtype == np.float32
+    with pytest.raises(ValueError, match="max_warp"):
+        freq_warp(x, np.random.default_rng(1), 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        freq_warp(x[0], np.random.default_rng(1), 0.1)

@@ -136,6 +136,20 @@ def test_training_pipeline_augments_and_pads_to_planned_shapes(mindrecord_dir):
     assert not any((np.abs(f[:, :n]).sum(axis=1) == 0).any() for b in unmasked for f, n in zip(b[0], b[1]))
 
 
+def test_freq_warp_changes_training_features_only(mindrecord_dir):
+    base = ["data.batch_size=4", "data.num_buckets=3", "augment.spec_augment=false"]
+    warp = base + ["augment.freq_warp=0.2"]
+    plain, warped = (batches(SpeechData(mindrecord_dir / "mr", load_config(None, o), train=True), epoch=1)
+                     for o in (base, warp))
+    for a, b in zip(plain, warped):
+        np.testing.assert_array_equal(a[1], b[1])                  # same utterances, speeds and lengths
+        assert a[0].shape == b[0].shape and not np.allclose(a[0], b[0], atol=1e-3)
+        assert all(not f[:, n:].any() for f, n in zip(b[0], b[1]))  # padding stays zero
+    plain, warped = (batches(SpeechData(mindrecord_dir / "mr", load_config(None, o), train=False))
+                     for o in (base, warp))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, warped))
+
+
 def test_resumed_epoch_continues_with_the_same_batches(mindrecord_dir):
     config = load_config(None, ["data.batch_size=4", "data.num_buckets=3"])
     data = SpeechData(mindrecord_dir / "mr", config, train=True)

@@ -31,7 +31,7 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     assert Path(lm["lm_path"]).read_text().lstrip().startswith("\\data\\")
     assert all(lm[s]["utterances"] == summary["inference"]["checkpoint"][s]["utterances"] for s in ("dev", "test"))
     probe = summary["probe"]                           # the checkpoint on re-rendered probe sets
-    assert list(probe) == ["seen", "new_voice", "new_text", "pitch", "tempo", "channel"]
+    assert list(probe) == ["seen", "new_voice", "new_text", "pitch", "tempo", "channel", "open_text"]
     assert all(r["utterances"] == 4 and r["wer"] >= 0 for r in probe.values())
     assert "probe sets" in run.stdout
     # A second run reuses every stage's outputs.

@@ -61,6 +61,10 @@ def test_each_set_changes_one_thing():
     assert {v for v, _ in items["new_voice"]} <= test_voices
     assert {u.text for _, u in items["new_text"]} <= test_texts
     assert {v for v, _ in items["new_text"]} <= train_voices
+    corpus_texts = {u.text for c in plan.chapters for u in c.utterances}
+    open_texts = [u.text for _, u in items["open_text"]]
+    assert len(set(open_texts)) == 4 and not set(open_texts) & corpus_texts
+    assert {v for v, _ in items["open_text"]} <= test_voices
     for (v0, u0), (v1, u1) in zip(seen, items["pitch"]):
         assert u0 == u1 and abs(v1.pitch_cents - v0.pitch_cents) == P.PITCH_STEP_CENTS
         assert v1 == S.Voice(**{**v0.__dict__, "pitch_cents": v1.pitch_cents})

@@ -1,6 +1,7 @@
 """The synthetic LibriSpeech-layout corpus generator (src/data/synthetic.py, utils/make_synthetic_corpus.py)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import shutil
@@ -234,7 +235,7 @@ def test_demo_plan_follows_the_voice_and_split_rules():
     for spk in plan.speakers:
         by_subset.setdefault(spk.subset, []).append(spk)
     assert len(by_subset["train-clean"]) >= 40
-    assert [len(by_subset[s]) for s in ("dev-clean", "test-clean")] == [6, 6]
+    assert [len(by_subset[s]) for s in ("dev-clean", "test-clean")] == [10, 10]
     ids = [s.speaker for s in plan.speakers]
     assert len(ids) == len(set(ids))
     for speakers in by_subset.values():
@@ -249,6 +250,8 @@ def test_demo_plan_follows_the_voice_and_split_rules():
     texts = [t for ts in utts.values() for t in ts]
     assert len(texts) == len(set(texts))
     assert all(5 <= len(t.split()) <= 20 for t in texts)
+    vocab = S._source_vocabulary(plan.config.texts, 5, 20, 1000)
+    assert len(vocab) == 1000 and all(vocab.issuperset(t.split()) for t in texts)
 
 
 def test_voice_settings_stay_in_range():
@@ -292,9 +295,11 @@ def test_resolve_config_overrides_and_validation():
     assert [s.speakers for s in c.subsets] == [40, 5, 5] and {s.utts_per_chapter for s in c.subsets} == {10}
     assert c.voices == (("flite-rms", 0.5), ("espeak", 0.5)) and c.seed == 3
     c = S.resolve_config("demo", subsets="train,dev")
-    assert [(s.name, s.speakers) for s in c.subsets] == [("train", 60), ("dev", 6)]
+    assert [(s.name, s.speakers) for s in c.subsets] == [("train", 120), ("dev", 10)]
+    assert S.resolve_config("demo", vocabulary=0).vocabulary == 0
     for bad in (dict(voices="mbrola"), dict(speakers="1,2"), dict(min_words=9, max_words=4),
-                dict(subsets="a,a"), dict(subsets="../x"), dict(texts="news"), dict(colour=1)):
+                dict(subsets="a,a"), dict(subsets="../x"), dict(texts="news"), dict(colour=1),
+                dict(vocabulary=-1), dict(vocabulary="many")):
         with pytest.raises(ValueError):
             S.resolve_config("tiny", **bad)
     assert S.assign_engines(S.parse_voices("rms:0.3,kal16:0.2,festival:0.15,espeak:0.35"), 6,
@@ -329,3 +334,20 @@ def test_script_interface(tiny: Path, capsys, restore_logging):
     assert _mtimes(tiny) == before
     assert script.main(["--output_dir", str(tiny.parent), "--preset", "tiny", "--seed", "5", "--no_progress"]) == 1
     assert "--force" in capsys.readouterr().err
+
+
+def test_vocabulary_keeps_sentences_of_the_most_frequent_words():
+    # counts: the 5, cat 5, sat 4, down 3, ran 2, then dog, off, a once each
+    texts = ["The cat sat.", "The cat sat down.", "Down the cat sat.", "The dog ran off.", "A cat sat down.",
+             "The cat ran."]
+    passages = [S.Passage(f"p{i}", t) for i, t in enumerate(texts)]
+    assert S.common_words(["b a c", "a b", "a"], 2) == {"a", "b"}
+    assert S.common_words(["y x", "x y"], 1) == {"x"}               # ties go alphabetically
+    config = S.resolve_config("tiny", subsets="train", speakers=1, utts_per_chapter=2, min_words=3, max_words=5,
+                              text_pools="shared", vocabulary=4)
+    chosen = S.select_sentences(config, passages)[0]
+    assert len(chosen) == 2 and all({"the", "cat", "sat", "down"}.issuperset(t.split()) for t in chosen)
+    with pytest.raises(S.SyntheticCorpusError, match="vocabulary 2"):
+        S.select_sentences(dataclasses.replace(config, vocabulary=2), passages)
+    old = {k: v for k, v in config.to_json().items() if k != "vocabulary"}   # a corpus.json from before the option
+    assert S.CorpusConfig.from_json(old).vocabulary == 0

@@ -1,9 +1,9 @@
 """Usage:
     python utils/make_synthetic_corpus.py --output_dir DIR [--preset tiny|demo] [--seed N] [--jobs N]
-        [--subsets train-clean,dev-clean,test-clean] [--speakers 60,6,6] [--chapters_per_speaker 2,1,1]
-        [--utts_per_chapter 14,17,17] [--min_words 5] [--max_words 20]
+        [--subsets train-clean,dev-clean,test-clean] [--speakers 120,10,10] [--chapters_per_speaker 1]
+        [--utts_per_chapter 16,10,10] [--min_words 5] [--max_words 20]
         [--voices flite-rms:0.3,flite-kal16:0.2,festival-kal:0.15,espeak:0.35] [--texts fortunes,bible]
-        [--text_pools disjoint|shared] [--force] [--no_progress]
+        [--text_pools disjoint|shared] [--vocabulary 1000] [--force] [--no_progress]
 
 Generates a synthetic speech corpus in LibriSpeech's exact layout under DIR/LibriSpeech:
 <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<NNNN>.flac (16 kHz mono 16-bit), one
@@ -12,8 +12,8 @@ Voices are flite (rms, kal16), festival (kal_diphone) and espeak-ng; texts are f
 James Bible (see src/data/synthetic.py).
 
 Presets: "tiny" (12 espeak-ng utterances, a test fixture made in seconds) and "demo" (default: about
-2.0 h of training audio from 60 speakers, dev and test sets of about 100 utterances from 6 speakers
-each).  Options given explicitly override the preset.  Per-subset counts take one value for every
+2 h of training audio from 120 speakers, dev and test sets of 100 utterances from 10 speakers each,
+sentences made of the text pool's 1,000 most frequent words).  Options given explicitly override the preset.  Per-subset counts take one value for every
 subset or one per subset.
 
 Re-running with the same settings does nothing; an interrupted or damaged corpus is completed.
@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texts", help="comma-separated text sources: fortunes, bible")
     p.add_argument("--text_pools", choices=("disjoint", "shared"),
                    help="disjoint: each source passage feeds one subset only (preset: disjoint)")
+    p.add_argument("--vocabulary", type=int,
+                   help="only sentences of the text pool's N most frequent words; 0: any word (preset demo: 1000)")
     p.add_argument("--force", action="store_true", help="regenerate a corpus made with other settings")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     overrides = {k: getattr(args, k) for k in ("seed", "subsets", "speakers", "chapters_per_speaker",
                                                  "utts_per_chapter", "min_words", "max_words", "voices",
-                                                 "texts", "text_pools")}
+                                                 "texts", "text_pools", "vocabulary")}
     try:
         config = resolve_config(args.preset, **overrides)
         report = generate_corpus(args.output_dir, config, jobs=args.jobs, force=args.force,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from src.audio import features as features_mod
 from src.audio.io import resample
 from src.config import AugmentConfig, FeatureConfig
 
@@ -87,6 +88,33 @@ def spec_augment(features: np.ndarray, lengths: np.ndarray | int | None, rng: np
             width = min(int(rng.integers(0, cfg.max_time_width, endpoint=True)), length)
             start = int(rng.integers(0, length - width, endpoint=True))
             utt[:, start:start + width] = 0
+    return feats
+
+
+def freq_warp(features: np.ndarray, rng: np.random.Generator, max_warp: float,
+              sample_rate: int = _SAMPLE_RATE) -> np.ndarray:
+    """Vocal-tract-length-style warp: each utterance's log-mel spectrum scaled in frequency by its own
+    factor alpha ~ U[1 - max_warp, 1 + max_warp] (linear interpolation between mel bands).
+
+    Speaker differences in formant positions are largely such a scaling; speed perturbation scales
+    frequency too, but always together with tempo.
+
+    Args:
+        features: (B, F, T) or (F, T) features; not modified.  Padding frames stay zero.
+    Returns:
+        A new array of the same shape and dtype.
+    """
+    if not 0.0 <= max_warp < 1.0:
+        raise ValueError(f"max_warp must lie in [0, 1), got {max_warp}")
+    feats = np.array(features, copy=True)
+    if feats.ndim not in (2, 3):
+        raise ValueError(f"features must be (F, T) or (B, F, T), got shape {feats.shape}")
+    view = feats if feats.ndim == 3 else feats[None]
+    for i, alpha in enumerate(rng.uniform(1.0 - max_warp, 1.0 + max_warp, len(view))):
+        src = features_mod.mel_warp_source(float(alpha), sample_rate, view.shape[1])
+        lo = np.minimum(src.astype(np.int64), view.shape[1] - 2)
+        w = (src - lo)[:, None].astype(view.dtype)
+        view[i] = (1 - w) * view[i][lo] + w * view[i][lo + 1]
     return feats
 
 

@@ -115,6 +115,15 @@ def mel_filterbank(sample_rate: int = _DEFAULT.sample_rate, n_fft: int = _DEFAUL
     return out
 
 
+def mel_warp_source(alpha: float, sample_rate: int = _DEFAULT.sample_rate, n_mels: int = _DEFAULT.n_mels) -> np.ndarray:
+    """Fractional band index each mel band reads from when the spectrum is scaled in frequency by
+    ``alpha`` (content at f Hz moves to alpha * f).  Returns float64 ``(n_mels,)``, clipped to the bands."""
+    top = _hz_to_slaney_mel(np.float64(sample_rate / 2.0))
+    step = top / (n_mels + 1)                       # band centres sit at mel (i + 1) * step
+    centres = _slaney_mel_to_hz(step * np.arange(1, n_mels + 1))
+    return np.clip(_hz_to_slaney_mel(centres / alpha) / step - 1.0, 0.0, n_mels - 1.0)
+
+
 @functools.lru_cache(maxsize=8)
 def hann_window(win_length: int = _DEFAULT.win_length) -> np.ndarray:
     """Symmetric Hann window (first and last samples 0), float32 ``(win_length,)``, read-only."""

@@ -222,6 +222,8 @@ class SpeechData:
             raise AssertionError(f"batch {batch_num}: {feats.shape[2]} frames exceed the planned {t_pad}")
         feats = np.pad(feats, ((0, 0), (0, 0), (0, t_pad - feats.shape[2])))
         ac = self.config.augment
+        if self.train and ac.freq_warp > 0:
+            feats = augment.freq_warp(feats, rng, ac.freq_warp, fc.sample_rate)
         if self.train and ac.spec_augment and epoch >= ac.spec_augment_from_epoch:
             feats = augment.spec_augment(feats, lengths, rng, ac)
         tok_len = np.array([len(t) for t in tokens], dtype=np.int32)

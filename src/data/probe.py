@@ -10,6 +10,9 @@ to ``seen``, says how much the model relies on that thing:
     pitch      training utterances with the voice 3 semitones higher or lower (towards mid-range)
     tempo      training utterances 10 % faster or slower
     channel    training utterances recorded through another channel (filters, treble, reverb)
+    open_text  unrestricted sentences of the same text sources (any word, as with ``vocabulary`` 0),
+               none of them in the corpus, read by the held-out voices: the test set without the
+               corpus's vocabulary limit
 
 A model that generalises scores about the same on all of them; a model that memorised its corpus is
 good on ``seen`` only.  Each set is written as ``OUTPUT_DIR/<set>/<utt_id>.wav`` plus
@@ -25,16 +28,17 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from src.audio.io import AudioError, audio_info, write_wav
 from src.data.manifest import audio_file_entry, manifest_entry, write_manifest
-from src.data.synthetic import (SAMPLE_RATE, Chapter, CorpusConfig, CorpusPlan, SynthesisError, Utterance, Voice,
-                                plan_corpus, synthesize_utterance)
+from src.data.synthetic import (SAMPLE_RATE, Chapter, CorpusConfig, CorpusPlan, SubsetSpec, SynthesisError, Utterance,
+                                Voice, plan_corpus, select_sentences, synthesize_utterance)
 
 log = logging.getLogger(__name__)
 
-PROBE_SETS = ("seen", "new_voice", "new_text", "pitch", "tempo", "channel")
+PROBE_SETS = ("seen", "new_voice", "new_text", "pitch", "tempo", "channel", "open_text")
 PITCH_STEP_CENTS = 300
 TEMPO_STEP = 0.10
 MID_PITCH_CENTS = 100        # middle of the generator's -300..+500 cents range
@@ -70,6 +74,16 @@ def other_channel(v: Voice) -> Voice:
     return dataclasses.replace(v, highpass_hz=0.0 if v.highpass_hz else 60.0, lowpass_hz=0.0 if v.lowpass_hz else 6000.0,
                                treble_db=-v.treble_db, reverberance=0.0 if v.reverberance > 20 else 30.0,
                                room_scale=v.room_scale or 30.0, reverb_wet_db=v.reverb_wet_db or -5.0)
+
+
+def open_texts(plan: CorpusPlan, n: int) -> list[Utterance]:
+    """``n`` sentences of the corpus's text sources with no vocabulary limit, none used in the corpus."""
+    config = plan.config
+    wider = dataclasses.replace(config, vocabulary=0, seed=config.seed + 1, subsets=(
+        SubsetSpec("open", 1, 1, n + sum(s.utterances for s in config.subsets)),))
+    used = {u.text for c in plan.chapters for u in c.utterances}
+    texts = [t for t in select_sentences(wider)[0] if t not in used][:n]
+    return [Utterance(f"open-{i:04d}", t, int(np.random.default_rng([config.seed, i]).integers(2 ** 63))) for i, t in enumerate(texts)]
 
 
 def _spread(chapters: Sequence[Chapter], n: int) -> list[tuple[Voice, Utterance]]:
@@ -108,6 +122,8 @@ def probe_items(plan: CorpusPlan, n: int, train_subset: str | None = None, heldo
             out[name] = [(heldout_voices[i % len(heldout_voices)], u) for i, (_, u) in enumerate(train)]
         elif name == "new_text":
             out[name] = [(train_voices[i % len(train_voices)], u) for i, (_, u) in enumerate(heldout)]
+        elif name == "open_text":
+            out[name] = [(heldout_voices[i % len(heldout_voices)], u) for i, u in enumerate(open_texts(plan, n))]
         else:
             out[name] = [(changed[name](v), u) for v, u in train]
     return out

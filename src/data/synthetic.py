@@ -77,12 +77,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few seconds to make, well under 1 MB: unit-test fixture.
     "tiny": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(2, 2, 2),
                  chapters_per_speaker=(1, 1, 1), utts_per_chapter=(2, 2, 2), min_words=4, max_words=8,
-                 voices={"espeak": 1.0}, texts=TEXT_SOURCES, text_pools="disjoint", seed=0),
-    # About 2 h of training audio from 60 speakers; dev and test about 100 utterances from 6 each.
-    "demo": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(60, 6, 6),
-                 chapters_per_speaker=(2, 1, 1), utts_per_chapter=(14, 17, 17), min_words=5, max_words=20,
+                 voices={"espeak": 1.0}, texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=0, seed=0),
+    # About 2 h of training audio from 120 speakers; dev and test 100 utterances from 10 each.  The
+    # sentences use the pool's 1,000 most frequent words (see ``vocabulary``).
+    "demo": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(120, 10, 10),
+                 chapters_per_speaker=(1, 1, 1), utts_per_chapter=(16, 10, 10), min_words=5, max_words=20,
                  voices={"flite-rms": 0.30, "flite-kal16": 0.20, "festival-kal": 0.15, "espeak": 0.35},
-                 texts=TEXT_SOURCES, text_pools="disjoint", seed=0),
+                 texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=1000, seed=0),
 }
 
 # Keys of SeedSequence spawn keys, one per kind of random decision.
@@ -136,6 +137,7 @@ class CorpusConfig:
     texts: tuple[str, ...]
     text_pools: str                          # "disjoint": a source passage feeds one subset only
     seed: int
+    vocabulary: int = 0                      # > 0: only sentences of the pool's N most frequent words
     version: int = GENERATOR_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -152,7 +154,7 @@ class CorpusConfig:
             return cls(subsets=tuple(SubsetSpec(**s) for s in d["subsets"]), min_words=int(d["min_words"]),
                        max_words=int(d["max_words"]), voices=tuple((k, float(w)) for k, w in d["voices"].items()),
                        texts=tuple(d["texts"]), text_pools=str(d["text_pools"]), seed=int(d["seed"]),
-                       version=int(d["version"]))
+                       vocabulary=int(d.get("vocabulary", 0)), version=int(d["version"]))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a corpus configuration ({e!r})") from None
 
@@ -208,7 +210,7 @@ def resolve_config(preset: str = "demo", **overrides: Any) -> CorpusConfig:
     """A preset with explicit values on top.  ``None`` overrides are ignored.
 
     Overrides: subsets (names), speakers, chapters_per_speaker, utts_per_chapter (one value or one per
-    subset), min_words, max_words, voices, texts, text_pools, seed.
+    subset), min_words, max_words, voices, texts, text_pools, vocabulary, seed.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
@@ -245,6 +247,12 @@ def resolve_config(preset: str = "demo", **overrides: Any) -> CorpusConfig:
         raise ValueError(f"texts: choose from {TEXT_SOURCES}, got {texts!r}")
     if s["text_pools"] not in ("disjoint", "shared"):
         raise ValueError(f"text_pools: 'disjoint' or 'shared', got {s['text_pools']!r}")
+    try:
+        vocabulary = int(s["vocabulary"])
+    except (TypeError, ValueError):
+        raise ValueError(f"vocabulary: expected a word count, got {s['vocabulary']!r}") from None
+    if vocabulary < 0:
+        raise ValueError(f"vocabulary: must be >= 0 (0: any word), got {vocabulary}")
     voices = parse_voices(s["voices"])
     espeak_share = dict(voices).get("espeak", 0.0)
     if 0 < espeak_share < 1 and espeak_share > MAX_ESPEAK_SHARE + 1e-9:
@@ -252,7 +260,7 @@ def resolve_config(preset: str = "demo", **overrides: Any) -> CorpusConfig:
                     "synthesizer rather than speech", 100 * espeak_share, 100 * MAX_ESPEAK_SHARE)
     return CorpusConfig(subsets=subsets, min_words=min_words, max_words=max_words, voices=voices,
                         texts=tuple(t for t in TEXT_SOURCES if t in texts), text_pools=s["text_pools"],
-                        seed=int(s["seed"]))
+                        vocabulary=vocabulary, seed=int(s["seed"]))
 
 
 def check_tools(config: CorpusConfig) -> None:
@@ -449,18 +457,36 @@ def _sentence_filter(min_words: int, max_words: int) -> SentenceFilter:
     return SentenceFilter(min_words, max_words)
 
 
+def common_words(sentences: Iterable[str], n: int) -> frozenset[str]:
+    """The ``n`` most frequent words of normalized ``sentences`` (ties: alphabetical, so deterministic)."""
+    counts = collections.Counter(w for s in sentences for w in s.split())
+    return frozenset(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+@functools.lru_cache(maxsize=4)
+def _source_vocabulary(texts: tuple[str, ...], min_words: int, max_words: int, n: int) -> frozenset[str]:
+    keep = _sentence_filter(min_words, max_words)
+    _, candidates = _source_candidates(texts, max_words)
+    return common_words((t for _, s in candidates if (t := keep(s))), n)
+
+
 def select_sentences(config: CorpusConfig, passages: Sequence[Passage] | None = None) -> list[list[str]]:
     """Normalized sentences for each subset (``config.subsets`` order), each used at most once.
 
     With ``text_pools == "disjoint"`` every source passage feeds a single subset, so dev and test
     text is unseen in training even at the passage level.  Sentences are visited in a seeded random
-    order and normalized lazily, so a small corpus costs little.
+    order and normalized lazily, so a small corpus costs little.  With ``vocabulary`` N > 0 only
+    sentences made of the N most frequent words of all usable sentences of the pool are taken.
     """
+    keep = _sentence_filter(config.min_words, config.max_words)
     if passages is None:
         n_passages, candidates = _source_candidates(config.texts, config.max_words)
+        vocab = (_source_vocabulary(config.texts, config.min_words, config.max_words, config.vocabulary)
+                 if config.vocabulary else None)
     else:
         n_passages, candidates = len(passages), _candidates(passages, config.max_words)
-    keep = _sentence_filter(config.min_words, config.max_words)
+        vocab = (common_words((t for _, s in candidates if (t := keep(s))), config.vocabulary)
+                 if config.vocabulary else None)
     rng = _rng(config.seed, _KEY_TEXT)
     need = [s.utterances for s in config.subsets]
     if config.text_pools == "disjoint":
@@ -482,7 +508,7 @@ def select_sentences(config: CorpusConfig, passages: Sequence[Passage] | None = 
                 break
             target = open_subset
         text = keep(sentence)
-        if text is None or text in seen:
+        if text is None or text in seen or (vocab is not None and not vocab.issuperset(text.split())):
             continue
         seen.add(text)
         chosen[target].append(text)
@@ -492,8 +518,9 @@ def select_sentences(config: CorpusConfig, passages: Sequence[Passage] | None = 
     if short:
         raise SyntheticCorpusError(
             "not enough usable sentences: " + ", ".join(f"{name} got {got} of {n}" for name, got, n in short)
-            + f" (words {config.min_words}-{config.max_words}, texts {','.join(config.texts)}); "
-            "widen the word range, use text_pools='shared' or ask for fewer utterances")
+            + f" (words {config.min_words}-{config.max_words}, texts {','.join(config.texts)}"
+            + (f", vocabulary {config.vocabulary}" if config.vocabulary else "") + "); "
+            "widen the word range or the vocabulary, use text_pools='shared' or ask for fewer utterances")
     return chosen
 
 
