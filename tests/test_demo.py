@@ -27,6 +27,11 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     for split in ("dev", "test"):
         assert len({summary["inference"][p][split]["wer"] for p in summary["inference"]}) == 1
     assert "the three inference paths agree" in run.stdout
+    test = summary["breakdown"]["test"]                # the quick corpus speaks with espeak-ng only
+    assert list(test["by_voice"]) == ["espeak"] and test["by_voice"]["espeak"]["wer"] == pytest.approx(
+        summary["inference"]["checkpoint"]["test"]["wer"], abs=0.01)
+    assert list(test["by_training_count"]) == ["10+", "1-9", "0"]
+    assert sum(b["words"] for b in test["by_training_count"].values()) == test["by_voice"]["espeak"]["words"]
     lm = summary["lm"]                                 # beam search with the training-transcript LM
     assert Path(lm["lm_path"]).read_text().lstrip().startswith("\\data\\")
     assert all(lm[s]["utterances"] == summary["inference"]["checkpoint"][s]["utterances"] for s in ("dev", "test"))

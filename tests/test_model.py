@@ -93,8 +93,8 @@ def test_jasper10x5dr_size_and_nvidia_names():
     assert len(moving) == 2 * 108 and not any(p.requires_grad for p in moving)  # 108 conv + BN pairs
 
 
-@pytest.mark.parametrize("name", ["jasper5x3", "jasper_tiny"])
-def test_preset_parameter_counts(name):
+@pytest.mark.parametrize("name,stride", [("jasper5x3", 2), ("jasper_tiny", 3)])
+def test_preset_parameter_counts(name, stride):
     config = load_config(CONFIGS / f"{name}.yaml")
     model = build_model(config)
     trainable, tensors = count_parameters(model)
@@ -102,7 +102,7 @@ def test_preset_parameter_counts(name):
     assert trainable == expected_count(config)
     convs = sum(b.repeat + len(s) for b, s in zip(config.model.blocks, residual_sources(config.model)))
     assert tensors == 5 * convs + 2  # weight + 4 BN tensors per conv; decoder weight + bias
-    assert model.time_stride == 2
+    assert model.time_stride == stride
 
 
 def test_residual_block_must_keep_length():

@@ -20,6 +20,7 @@ key ``probe``): how much of the test WER is new voices, how much new text.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -36,10 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
-from src.data.probe import PROBE_SETS  # noqa: E402
+from src.data.probe import PROBE_SETS, load_plan  # noqa: E402
 from src.data.synthetic import make_corpus  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
+from src.metrics.breakdown import read_report, wer_by_group, word_accuracy_by_frequency  # noqa: E402
 from src.training.trainer import RUN_SUMMARY  # noqa: E402
 
 log = logging.getLogger("demo")
@@ -180,7 +182,20 @@ class Demo:
         self.command("eval", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
                               self.manifest("dev"), self.manifest("test"), "--output_dir", out, "--no_progress"])
         self.record("checkpoint", out / "metrics.json")
+        self.summary["breakdown"] = self.breakdown(out)
         return [out / "metrics.json"]
+
+    def breakdown(self, eval_dir: Path) -> dict:
+        """Per split: WER per synthesizer of the speakers, and word accuracy by how often a word occurs
+        in the training transcripts (the checkpoint's greedy transcripts in ``eval_dir``)."""
+        engine = {str(s.speaker): s.voice.engine for s in load_plan(self.work / "corpus").speakers}
+        train_counts = collections.Counter(w for u in read_manifest(self.manifest("train")) for w in u.transcript.split())
+        out = {}
+        for split in ("dev", "test"):
+            rows = read_report(eval_dir / f"{SPLITS[split]}.tsv")
+            out[split] = {"by_voice": wer_by_group(rows, lambda utt: engine.get(utt.split("-")[0], "?")),
+                          "by_training_count": word_accuracy_by_frequency(rows, train_counts)}
+        return out
 
     def export(self) -> list[Path]:
         self.fresh("export", self.export_dir)
@@ -288,6 +303,12 @@ class Demo:
             print(f"{'beam + LM':<16}{lm['dev']['wer']:>8.2f}%{lm['dev']['cer']:>8.2f}%{lm['test']['wer']:>9.2f}%"
                   f"{lm['test']['cer']:>9.2f}%   (checkpoint; {LM_ORDER}-gram of the training transcripts, "
                   f"alpha {lm['alpha']:g}, beta {lm['beta']:g} tuned on dev)")
+        if "breakdown" in self.summary:
+            test = self.summary["breakdown"]["test"]
+            print("\ntest WER by voice (checkpoint, greedy): "
+                  + "   ".join(f"{v} {r['wer']:.1f}% ({r['words']} words)" for v, r in test["by_voice"].items()))
+            print("test words right, by their count in the training transcripts: "
+                  + "   ".join(f"{b}: {r['correct']}% of {r['words']}" for b, r in test["by_training_count"].items()))
         if "probe" in self.summary:
             print("\nprobe sets (checkpoint, greedy; utils/probe_corpus.py): WER % / CER %")
             print("  " + "   ".join(f"{s} {r['wer']:.1f}/{r['cer']:.1f}" for s, r in self.summary["probe"].items()))
