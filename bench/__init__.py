@@ -10,12 +10,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESET_ALIASES = {"tiny": "jasper_tiny", "5x3": "jasper5x3", "10x5dr": "jasper10x5dr"}
 
 
+def preset_path(name: str) -> Path:
+    """A preset name (``src/configs/<name>.yaml``) or the path of a YAML config of one's own."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else ROOT / "src" / "configs" / f"{name}.yaml"
+
+
 def preset_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
-    """Comma-separated preset names (aliases allowed) → config names; an unknown one is a usage error."""
+    """Comma-separated preset names (aliases allowed) or YAML paths; an unknown one is a usage error."""
     names = [PRESET_ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     for name in names:
-        if not (ROOT / "src" / "configs" / f"{name}.yaml").is_file():
-            parser.error(f"--presets: no src/configs/{name}.yaml")
+        if not preset_path(name).is_file():
+            parser.error(f"--presets: no {preset_path(name)}")
     return names
 
 

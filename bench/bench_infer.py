@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import choice_list, machine_info, preset_list, write_result  # noqa: E402
+from bench import choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
 METHODS = ("mindir", "checkpoint", "lite")
@@ -210,7 +210,7 @@ def worker(args: argparse.Namespace) -> int:
     from src.training.checkpoint import write_checkpoint
 
     started = time.perf_counter()
-    config = load_config(ROOT / "src" / "configs" / f"{args.preset}.yaml")
+    config = load_config(preset_path(args.preset))
     fc = config.features
     labels = load_labels(config.labels_path)
     configure_device("CPU", seed=args.seed)

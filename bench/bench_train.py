@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import choice_list, machine_info, preset_list, write_result  # noqa: E402
+from bench import choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="jasper_tiny,jasper5x3,jasper10x5dr",
-                   help="comma-separated config names in src/configs (tiny, 5x3, 10x5dr also accepted)")
+                   help="comma-separated config names in src/configs (tiny, 5x3, 10x5dr also accepted) or YAML paths")
     p.add_argument("--batch", type=int, default=None, help="batch size for every preset (default: per preset)")
     p.add_argument("--seconds", type=float, default=5.0, help="audio seconds per utterance")
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: per preset)")
@@ -90,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def preset_config(name: str, overrides: Sequence[str]) -> Config:
-    return load_config(ROOT / "src" / "configs" / f"{name}.yaml", overrides)
+    return load_config(preset_path(name), overrides)
 
 
 def batch_size_and_steps(args: argparse.Namespace, preset: str) -> tuple[int, int]:

@@ -19,6 +19,7 @@ import src.runtime  # also caps oneDNN's ISA before a loaded MindIR runs (see sr
 from src.config import Config
 
 from src.decoding.greedy import greedy_decode
+from src.metrics.breakdown import REPORT_COLUMNS
 from src.metrics.wer import EditCounts, ErrorRates
 from src.text.labels import Labels
 
@@ -127,7 +128,7 @@ def utterance_report(rows: list[UtteranceResult]) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(["utt_id", "word_errors", "reference_words", "reference", "hypothesis"])
+    w.writerow(REPORT_COLUMNS)
     w.writerows([r.utt_id, r.words.errors, r.words.reference_length, r.reference, r.hypothesis] for r in rows)
     return buf.getvalue()
 

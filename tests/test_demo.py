@@ -38,6 +38,8 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     probe = summary["probe"]                           # the checkpoint on re-rendered probe sets
     assert list(probe) == ["seen", "new_voice", "new_text", "pitch", "tempo", "channel", "open_text"]
     assert all(r["utterances"] == 4 and r["wer"] >= 0 for r in probe.values())
+    assert list(summary["breakdown"]["probe"]) == list(probe)       # word accuracy by training count per set
+    assert all(sum(b["words"] for b in r.values()) > 0 for r in summary["breakdown"]["probe"].values())
     assert "probe sets" in run.stdout
     # A second run reuses every stage's outputs.
     again = subprocess.run(["bash", str(REPO / "scripts" / "run_demo.sh"), "--quick", "--work_dir", str(work)],
@@ -45,3 +47,39 @@ def test_quick_demo_walks_the_whole_path(tmp_path):
     assert again.returncode == 0
     second = json.loads((work / "summary.json").read_text())
     assert second["stages"]["corpus"]["seconds"] < 5 and second["inference"] == summary["inference"]
+
+
+def _demo_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_demo", REPO / "utils" / "run_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_outputs_made_with_other_settings_are_redone(tmp_path):
+    demo_mod = _demo_module()
+    demo = demo_mod.Demo(demo_mod.parse_args(["--quick", "--work_dir", str(tmp_path), "--jobs", "2"]))
+    meta = demo.librispeech / "corpus.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"config": {"seed": 99}}))            # an older preset's corpus
+    (demo.data).mkdir()
+    (demo.data / "train-clean.json").write_text("[]")
+    demo.corpus()
+    assert demo.args.from_stage == "corpus" and demo.redo("train")
+    assert json.loads(meta.read_text())["config"] != {"seed": 99}  # regenerated with the preset
+    demo.fresh("convert", demo.data)
+    assert not demo.data.exists()                                    # and the conversion made from it is gone
+
+    demo = demo_mod.Demo(demo_mod.parse_args(["--quick", "--work_dir", str(tmp_path)]))
+    demo.check_training_settings()                                   # no run yet: nothing to redo
+    assert demo.args.from_stage is None
+    saved = demo.run_dir / "checkpoints" / "config.yaml"
+    saved.parent.mkdir(parents=True)
+    from src.config import load_config, save_config
+    save_config(load_config(demo.args.config, demo.overrides), saved)
+    demo.check_training_settings()                                   # the same settings: reused
+    assert demo.args.from_stage is None
+    save_config(load_config(demo.args.config, [*demo.overrides, "optim.lr=0.5"]), saved)
+    demo.check_training_settings()
+    assert demo.args.from_stage == "train" and not demo.redo("mindrecord") and demo.redo("probe")

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
 from src.data.probe import PROBE_SETS, load_plan  # noqa: E402
-from src.data.synthetic import make_corpus  # noqa: E402
+from src.config import load_config  # noqa: E402
+from src.data.synthetic import make_corpus, resolve_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
 from src.metrics.breakdown import read_report, wer_by_group, word_accuracy_by_frequency  # noqa: E402
@@ -87,6 +88,12 @@ class Demo:
     def redo(self, stage: str) -> bool:
         f = self.args.from_stage
         return bool(f) and STAGES.index(stage) >= STAGES.index(f)
+
+    def redo_from(self, stage: str, why: str) -> None:
+        """Outputs from ``stage`` on are stale (``why``): redo that stage and every later one."""
+        if not self.redo(stage):
+            log.warning("%s: redoing stage %s and the later ones", why, stage)
+            self.args.from_stage = stage
 
     def fresh(self, stage: str, *paths: Path) -> None:
         """With --from, remove the cached outputs of this stage (and, by the caller, the later ones)."""
@@ -138,10 +145,13 @@ class Demo:
 
     # --- stages ----------------------------------------------------------------------------------
     def corpus(self) -> list[Path]:
+        preset = "tiny" if self.args.quick else "demo"
+        meta = self.librispeech / "corpus.json"
+        # A corpus made by another version of the preset: it and everything made from it are stale.
+        if meta.is_file() and json.loads(meta.read_text()).get("config") != resolve_config(preset).to_json():
+            self.redo_from("corpus", f"{meta} records other settings than the {preset} preset's")
         self.fresh("corpus", self.work / "corpus")
-        root = make_corpus(self.work / "corpus", preset="tiny" if self.args.quick else "demo", jobs=self.args.jobs,
-                           progress=True)
-        return [root]
+        return [make_corpus(self.work / "corpus", preset=preset, jobs=self.args.jobs, progress=True)]
 
     def convert(self) -> list[Path]:
         self.fresh("convert", self.data)
@@ -162,7 +172,14 @@ class Demo:
     def config_args(self) -> list[str]:
         return ["--config", self.args.config] + [a for o in self.overrides for a in ("--set", o)]
 
+    def check_training_settings(self) -> None:
+        """A run made with other settings (an older preset, other --set) is not reused or resumed."""
+        saved = self.run_dir / "checkpoints" / "config.yaml"
+        if saved.is_file() and load_config(saved) != load_config(self.args.config, self.overrides):
+            self.redo_from("train", f"{saved} differs from the training settings asked for")
+
     def train(self) -> list[Path]:
+        self.check_training_settings()
         self.fresh("train", self.run_dir)
         finished = self.run_dir / "checkpoints" / RUN_SUMMARY
         if finished.is_file():  # a run that ended (all steps, or the time budget) is reused as it is
@@ -189,13 +206,15 @@ class Demo:
         """Per split: WER per synthesizer of the speakers, and word accuracy by how often a word occurs
         in the training transcripts (the checkpoint's greedy transcripts in ``eval_dir``)."""
         engine = {str(s.speaker): s.voice.engine for s in load_plan(self.work / "corpus").speakers}
-        train_counts = collections.Counter(w for u in read_manifest(self.manifest("train")) for w in u.transcript.split())
-        out = {}
+        counts, out = self.train_word_counts(), {}
         for split in ("dev", "test"):
             rows = read_report(eval_dir / f"{SPLITS[split]}.tsv")
             out[split] = {"by_voice": wer_by_group(rows, lambda utt: engine.get(utt.split("-")[0], "?")),
-                          "by_training_count": word_accuracy_by_frequency(rows, train_counts)}
+                          "by_training_count": word_accuracy_by_frequency(rows, counts)}
         return out
+
+    def train_word_counts(self) -> collections.Counter:
+        return collections.Counter(w for u in read_manifest(self.manifest("train")) for w in u.transcript.split())
 
     def export(self) -> list[Path]:
         self.fresh("export", self.export_dir)
@@ -270,6 +289,10 @@ class Demo:
                                *[out / f"{s}.json" for s in PROBE_SETS], "--output_dir", out / "eval", "--no_progress"])
         metrics = json.loads((out / "eval" / "metrics.json").read_text())
         self.summary["probe"] = {s: {k: metrics[s][k] for k in ("wer", "cer", "utterances")} for s in PROBE_SETS}
+        # e.g. how many of open_text's words training never had, and how many of them came out right
+        counts = self.train_word_counts()
+        self.summary["breakdown"]["probe"] = {
+            s: word_accuracy_by_frequency(read_report(out / "eval" / f"{s}.tsv"), counts) for s in PROBE_SETS}
         return [out / "eval" / "metrics.json"]
 
     def run(self) -> None:

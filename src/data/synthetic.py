@@ -467,7 +467,11 @@ def common_words(sentences: Iterable[str], n: int) -> frozenset[str]:
 def _source_vocabulary(texts: tuple[str, ...], min_words: int, max_words: int, n: int) -> frozenset[str]:
     keep = _sentence_filter(min_words, max_words)
     _, candidates = _source_candidates(texts, max_words)
-    return common_words((t for _, s in candidates if (t := keep(s))), n)
+    usable = {t for _, s in candidates if (t := keep(s))}
+    vocab = common_words(usable, n)
+    log.info("vocabulary %d: %d of the %d distinct usable sentences of %s use only its words", n,
+             sum(vocab.issuperset(t.split()) for t in usable), len(usable), ",".join(texts))
+    return vocab
 
 
 def select_sentences(config: CorpusConfig, passages: Sequence[Passage] | None = None) -> list[list[str]]:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-import Levenshtein
+from src.metrics.wer import ErrorRates, word_matches
 
-from src.metrics.wer import word_counts
+# Columns of the per-utterance report (written by src.inference.utterance_report).
+REPORT_COLUMNS = ("utt_id", "word_errors", "reference_words", "reference", "hypothesis")
 
 # Training-frequency bins of a reference word: (label, fewest, most occurrences); None: no upper bound.
 FREQUENCY_BINS: tuple[tuple[str, int, int | None], ...] = (("10+", 10, None), ("1-9", 1, 9), ("0", 0, 0))
@@ -27,7 +28,7 @@ class ReportRow:
 
 
 def read_report(path: str | Path) -> list[ReportRow]:
-    """The rows of an eval.py ``<set>.tsv`` (header utt_id, word_errors, reference_words, reference, hypothesis)."""
+    """The rows of an eval.py ``<set>.tsv`` (header: ``REPORT_COLUMNS``)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         missing = {"utt_id", "reference", "hypothesis"} - set(reader.fieldnames or ())
@@ -39,15 +40,11 @@ def read_report(path: str | Path) -> list[ReportRow]:
 def wer_by_group(rows: Iterable[ReportRow], group_of: Callable[[str], str]) -> dict[str, dict]:
     """{group: {"wer": %, "words": n, "utterances": n}} with ``group_of(utt_id)`` naming each row's group,
     in order of first appearance."""
-    errors: dict[str, list[int]] = {}
+    groups: dict[str, ErrorRates] = {}
     for r in rows:
-        c = word_counts(r.reference, r.hypothesis)
-        e = errors.setdefault(group_of(r.utt_id), [0, 0, 0])
-        e[0] += c.errors
-        e[1] += c.reference_length
-        e[2] += 1
-    return {g: {"wer": round(100.0 * err / max(n, 1), 2), "words": n, "utterances": u}
-            for g, (err, n, u) in errors.items()}
+        groups.setdefault(group_of(r.utt_id), ErrorRates()).add(r.reference, r.hypothesis)
+    return {g: {"wer": round(e.wer, 2), "words": e.words.reference_length, "utterances": e.utterances}
+            for g, e in groups.items()}
 
 
 def word_accuracy_by_frequency(rows: Iterable[ReportRow], train_counts: Mapping[str, int]) -> dict[str, dict]:
@@ -55,12 +52,10 @@ def word_accuracy_by_frequency(rows: Iterable[ReportRow], train_counts: Mapping[
     equal), for words seen 10+ times, 1-9 times and never in the training transcripts."""
     hits, totals = collections.Counter(), collections.Counter()
     for r in rows:
-        ref, hyp = r.reference.split(), r.hypothesis.split()
-        for tag, i1, i2, _, _ in Levenshtein.opcodes(ref, hyp):
-            for word in ref[i1:i2]:
-                label = _bin(train_counts.get(word, 0))
-                totals[label] += 1
-                hits[label] += tag == "equal"
+        for word, right in word_matches(r.reference, r.hypothesis):
+            label = _bin(train_counts.get(word, 0))
+            totals[label] += 1
+            hits[label] += right
     return {label: {"correct": round(100.0 * hits[label] / totals[label], 2) if totals[label] else None,
                     "words": totals[label]} for label, _, _ in FREQUENCY_BINS}
 

@@ -48,6 +48,13 @@ def edit_counts(reference: Sequence, hypothesis: Sequence) -> EditCounts:
     return EditCounts(s, i, d, len(reference))
 
 
+def word_matches(reference: str, hypothesis: str) -> list[tuple[str, bool]]:
+    """Each reference word with whether the alignment keeps it unchanged in the hypothesis."""
+    ref = reference.split()
+    return [(w, tag == "equal") for tag, i1, i2, _, _ in Levenshtein.opcodes(ref, hypothesis.split())
+            for w in ref[i1:i2]]
+
+
 def word_counts(reference: str, hypothesis: str) -> EditCounts:
     return edit_counts(reference.split(), hypothesis.split())
 
