@@ -53,6 +53,8 @@ def export(model, file_name: str, file_format: str, n_frames: int, batch_size: i
     import mindspore as ms
     import numpy as np
 
+    from src.models.jasper import for_export
+
     if dynamic:
         if file_format != "MINDIR":
             raise ValueError(f"--dynamic works for MINDIR only; {file_format} needs a fixed --n_frames")
@@ -66,7 +68,7 @@ def export(model, file_name: str, file_format: str, n_frames: int, batch_size: i
     target = Path(f"{file_name}{FORMATS[file_format]}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_stem = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
-    ms.export(model, *inputs, file_name=str(tmp_stem), file_format=file_format)
+    ms.export(for_export(model), *inputs, file_name=str(tmp_stem), file_format=file_format)
     os.replace(f"{tmp_stem}{FORMATS[file_format]}", target)  # appears complete or not at all
     # The graph's input shape travels with it: eval.py and transcribe.py read it.
     write_export_info(target, {"batch_size": None if dynamic else batch_size,

@@ -122,6 +122,7 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int = 0          # stop after this many optimizer steps; 0 = epochs decide
     max_minutes: float = 0.0    # wall-clock budget of one run (checkpoint saved, then stop); 0 = none
+    schedule_to_budget: bool = False  # max_minutes would stop the run early: end the LR decay with it
     loss_scale: str = "none"    # none | dynamic | a fixed number such as "1024"
     loss_scale_init: float = 65536.0
     loss_scale_factor: int = 2

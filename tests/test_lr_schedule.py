@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from src.config import OptimConfig
-from src.training.lr_schedule import lr_at, lr_schedule
+from src.training.lr_schedule import lr_at, lr_schedule, retime
 
 BASE = OptimConfig(lr=1e-2, warmup_steps=10, hold_steps=5, min_lr=1e-5, decay="exponential", power=2.0)
 
@@ -110,3 +110,35 @@ def test_polynomial_to_zero_is_allowed_and_negative_step_is_not():
     assert s[-1] > 0 and lr_at(20, 20, cfg(decay="polynomial", min_lr=0.0)) == 0.0
     with pytest.raises(ValueError, match="step"):
         lr_at(-1, 20, cfg())
+
+
+@pytest.mark.parametrize("decay", ["exponential", "polynomial"])
+def test_retiming_keeps_the_curve_up_to_its_step_and_ends_at_min_lr_at_its_end(decay):
+    c, total = cfg(decay=decay), 1000
+    plan = lr_schedule(total, c)
+    r = retime(400, 700, total, c)
+    s = lr_schedule(total, c, r)
+    assert s.shape == plan.shape
+    np.testing.assert_allclose(s[:401], plan[:401], rtol=1e-6)    # continuous: step 400 keeps its value
+    assert np.all(np.diff(s[400:700].astype(np.float64)) < 0)
+    np.testing.assert_allclose(s[700:], c.min_lr, rtol=1e-6)
+    # the shortened curve passes through the planned values, only faster: halfway there is halfway in progress
+    assert s[550] == pytest.approx(plan[400 + (999 + 1 - 400) // 2], rel=1e-3)
+    assert lr_at(600, total, c, r) == pytest.approx(float(s[600]), rel=1e-6)
+
+
+def test_retiming_twice_continues_from_the_first_and_can_end_later_again():
+    c, total = cfg(decay="polynomial"), 1000
+    first = retime(300, 600, total, c)
+    second = retime(450, 900, total, c, first)
+    a, b = lr_schedule(total, c, first), lr_schedule(total, c, second)
+    assert b[450] == pytest.approx(a[450], rel=1e-6)             # continuous where the second begins
+    assert b[899] > c.min_lr and b[900] == pytest.approx(c.min_lr)
+    assert retime(450, 200, total, c, first).end == 451              # an end already past: the next step
+    after_end = retime(700, 900, total, c, first)                    # the decay had ended: it stays ended
+    np.testing.assert_allclose(lr_schedule(total, c, after_end)[700:], c.min_lr, rtol=1e-6)
+
+
+def test_retiming_inside_warmup_is_refused():
+    with pytest.raises(ValueError, match="has not begun"):
+        retime(12, 50, 100, cfg())

@@ -231,6 +231,45 @@ def test_time_budget_stops_with_a_checkpoint_and_resume_finishes(mindrecord_dir,
 
 
 @pytest.mark.slow
+def test_budget_retimes_the_decay_to_end_with_it_and_resume_continues_it(mindrecord_dir, tmp_path, monkeypatch):
+    """A clock that ticks once per reading: the budget (60 ticks) fits about a third of the 45 planned steps."""
+    import itertools
+
+    import src.training.trainer as trainer_module
+    from src.training.budget import TimeBudget
+    from src.training.distributed import Cluster
+    from src.training.lr_schedule import lr_schedule
+
+    ticks = itertools.count()
+    monkeypatch.setattr(trainer_module, "TimeBudget",
+                        lambda minutes, window: TimeBudget(minutes, window, clock=lambda: float(next(ticks))))
+    out = tmp_path / "retimed"
+    config = micro_config(max_minutes=1.0, schedule_to_budget=True)
+
+    def run(config, resume):
+        opts = trainer_module.RunOptions(str(mindrecord_dir / "mr"), None, str(out), max_steps=45, resume=resume,
+                                         progress=False)
+        trainer = trainer_module.Trainer(config, opts, Cluster())
+        return trainer, trainer.run()
+
+    trainer, result = run(config, resume=False)
+    assert result["stopped_by"] == "max_minutes" and result["lr_decay_end"] < 45
+    assert abs(result["lr_decay_end"] - result["steps"]) <= 3        # the decay ends with the budget
+    rows = log_rows(out)
+    lrs = [r["lr"] for r in rows]
+    assert max(lrs) == pytest.approx(config.optim.lr, rel=1e-6)
+    assert np.all(np.diff(lrs[config.optim.warmup_steps:]) <= 1e-12)  # still a decay, only shorter
+    assert lrs[-1] < 0.1 * config.optim.lr                            # planned for 45 steps it would be ~0.5
+
+    resumed, result2 = run(micro_config(schedule_to_budget=True), resume=True)   # no budget now
+    assert resumed.retiming == trainer.retiming                       # carried by the checkpoint
+    assert result2["steps"] == 45
+    expected = lr_schedule(45, config.optim, trainer.retiming)
+    for r in log_rows(out)[len(rows):]:
+        assert r["lr"] == pytest.approx(float(expected[r["step"] - 1]), rel=1e-6), r["step"]
+
+
+@pytest.mark.slow
 def test_two_msrun_ranks_end_with_identical_weights(mindrecord_dir, tmp_path):
     config = write_config(tmp_path)
     out = tmp_path / "ddp"

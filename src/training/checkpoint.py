@@ -4,8 +4,9 @@ A training checkpoint ``<dir>/jasper-<step>.ckpt`` holds the model's parameters 
 (``encoder.layers.0.conv.0.weight``, so the bare model loads it), the optimizer's state and LR
 position (``global_step``), the EMA weights (``ema.<name>``) when used, the loss-scaler state
 (``loss_scale.value``, ``loss_scale.counter``), the skipped-step count, and the position
-(``meta.epoch``, ``meta.step``, ``meta.batch``).  The resolved config is saved beside as
-``config.yaml`` by the trainer.
+(``meta.epoch``, ``meta.step``, ``meta.batch``), and the LR decay's retiming when the time budget moved
+its end (``meta.lr_retime_at``, ``meta.lr_retime_progress``, ``meta.lr_retime_end``).  The resolved config
+is saved beside as ``config.yaml`` by the trainer.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.fileio import atomic_path
+from src.training.lr_schedule import Retiming
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class Position:
     epoch: int      # epoch being trained
     step: int       # optimizer steps done in total
     batch: int      # batches of ``epoch`` already consumed (per rank)
+    retiming: Retiming | None = None   # where the time budget moved the end of the LR decay
 
 
 def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
@@ -70,6 +73,10 @@ def save_training_checkpoint(train_step: nn.Cell, scaler, directory: str | os.Pa
              "meta.epoch": position.epoch, "meta.step": position.step, "meta.batch": position.batch}
     if hasattr(scaler, "counter"):
         extra["loss_scale.counter"] = Tensor(scaler.counter.asnumpy())
+    if position.retiming is not None:
+        r = position.retiming
+        extra.update({"meta.lr_retime_at": r.at, "meta.lr_retime_progress": float(r.progress),
+                      "meta.lr_retime_end": r.end})
     write_checkpoint(params, path, extra)
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
@@ -94,8 +101,8 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return None
 
 
-def _scalar(value) -> int:
-    return int(np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value).reshape(()))
+def _scalar(value, kind=int):
+    return kind(np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value).reshape(()))
 
 
 def restore_training_checkpoint(train_step: nn.Cell, scaler, path: str | os.PathLike) -> Position:
@@ -115,7 +122,12 @@ def restore_training_checkpoint(train_step: nn.Cell, scaler, path: str | os.Path
     scaler.scale_value.set_data(Tensor(state["loss_scale.value"].asnumpy()))
     if hasattr(scaler, "counter") and "loss_scale.counter" in state:
         scaler.counter.set_data(Tensor(state["loss_scale.counter"].asnumpy()))
-    return Position(_scalar(state["meta.epoch"]), _scalar(state["meta.step"]), _scalar(state["meta.batch"]))
+    retiming = None
+    if "meta.lr_retime_end" in state:
+        retiming = Retiming(_scalar(state["meta.lr_retime_at"]), _scalar(state["meta.lr_retime_progress"], float),
+                            _scalar(state["meta.lr_retime_end"]))
+    return Position(_scalar(state["meta.epoch"]), _scalar(state["meta.step"]), _scalar(state["meta.batch"]),
+                    retiming)
 
 
 def load_model_weights(model: nn.Cell, path: str | os.PathLike, ema: bool = False) -> None:

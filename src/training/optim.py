@@ -218,3 +218,12 @@ def build_optimizer(params: Iterable[Parameter], cfg: OptimConfig, total_steps: 
                                   weight_decay=weight_decay)
     return nn.Momentum(groups, learning_rate, momentum=float(cfg.momentum), weight_decay=weight_decay,
                        use_nesterov=False)
+
+
+def set_lr_table(optimizer: nn.Optimizer, table: np.ndarray) -> None:
+    """Replace the per-step LR table (same length) of an optimizer built by ``build_optimizer``; a compiled
+    train step reads the new values from its next step on."""
+    param = optimizer.learning_rate.learning_rate   # the Parameter inside MindSpore's table-indexing schedule
+    if tuple(param.shape) != tuple(table.shape):
+        raise ValueError(f"LR table of shape {tuple(table.shape)} for an optimizer planned with {tuple(param.shape)}")
+    param.set_data(Tensor(np.asarray(table, dtype=np.float32)))

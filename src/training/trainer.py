@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,9 +27,10 @@ from src.text.labels import load_labels
 from src.training.callbacks import Meter, TrainLog
 from src.training.checkpoint import (Position, latest_checkpoint, load_model_weights,
                                      restore_training_checkpoint, save_training_checkpoint)
+from src.training.budget import TimeBudget
 from src.training.distributed import Cluster
-from src.training.lr_schedule import lr_at
-from src.training.optim import build_optimizer, weights_only
+from src.training.lr_schedule import Retiming, lr_schedule, retime
+from src.training.optim import build_optimizer, set_lr_table, weights_only
 from src.training.train_step import TrainStep, make_loss_scaler
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ class Trainer:
 
         self.optimizer = build_optimizer(self.model.trainable_params(), config.optim, self.total_steps,
                                          decay_filter=None if config.optim.decay_norm_and_bias else weights_only)
+        self.retiming: Retiming | None = None       # set when the time budget moves the end of the decay
+        self.lr_table = lr_schedule(self.total_steps, config.optim)
         self.scaler = make_loss_scaler(tc)
         reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=True, degree=cluster.world) \
             if cluster.world > 1 else None
@@ -120,7 +122,31 @@ class Trainer:
             return Position(0, 0, 0)
         pos = restore_training_checkpoint(self.step_cell, self.scaler, path)
         log.info("resumed from %s: epoch %d, step %d, batch %d of the epoch", path, pos.epoch, pos.step, pos.batch)
+        if pos.retiming is not None:
+            self._set_retiming(pos.retiming)
+            log.info("the LR decay continues as retimed to end at step %d", pos.retiming.end)
         return pos
+
+    def _set_retiming(self, retiming: Retiming) -> None:
+        self.retiming = retiming
+        self.lr_table = lr_schedule(self.total_steps, self.config.optim, retiming)
+        set_lr_table(self.optimizer, self.lr_table)
+
+    def _follow_budget(self, step: int, budget: TimeBudget) -> None:
+        """train.schedule_to_budget: end the LR decay where the budget will stop the run (module budget)."""
+        oc = self.config.optim
+        last = budget.last_step(step)
+        end = self.retiming.end if self.retiming else self.total_steps
+        if (last is None or step < oc.warmup_steps + oc.hold_steps or step >= end
+                or oc.warmup_steps + oc.hold_steps >= self.total_steps):
+            return
+        target = min(last, self.total_steps)
+        if abs(target - end) <= max(self.total_steps // 100, 1):   # hysteresis: no retiming for a few steps
+            return
+        self._set_retiming(retime(step, target, self.total_steps, oc, self.retiming))
+        if self.cluster.is_main:
+            log.info("time budget: at %.3f s/step %d more steps fit; the LR decay now ends at step %d of %d",
+                     budget.seconds_per_step(), last - step, self.retiming.end, self.total_steps)
 
     def _save(self, pos: Position) -> None:
         if self.cluster.is_main:
@@ -161,12 +187,6 @@ class Trainer:
                                                                                       output_numpy=True)
         yield from it
 
-    def _out_of_time(self, started: float) -> bool:
-        """The wall-clock budget (train.max_minutes) is spent.  Single-process runs only: ranks would
-        read their clocks at different steps and leave the others waiting in the all-reduce."""
-        budget = self.config.train.max_minutes
-        return budget > 0 and time.perf_counter() - started >= budget * 60.0
-
     def run(self) -> dict:
         tc, fc = self.config.train, self.config.features
         if self.cluster.is_main:
@@ -181,8 +201,11 @@ class Trainer:
                  self.config.model.name, self.total_steps, self.steps_per_epoch, self.train_data.batch_size,
                  tc.accumulate, self.cluster.world, sum(p.size for p in self.model.trainable_params()))
         self.net.set_train(True)
-        meter, started, last, out_of_time = Meter(), time.perf_counter(), {}, False
         eval_every = tc.eval_every or self.steps_per_epoch
+        # train.max_minutes is for single-process runs (checked in __init__): ranks would read their clocks
+        # at different steps and leave the others waiting in the all-reduce.
+        budget = TimeBudget(tc.max_minutes, window=eval_every)
+        meter, last, out_of_time = Meter(), {}, False
         while step < self.total_steps and not out_of_time:
             usable = self.steps_per_epoch * tc.accumulate
             bar = tqdm(total=self.steps_per_epoch, initial=batch_in_epoch // tc.accumulate, unit="step",
@@ -207,14 +230,15 @@ class Trainer:
                              feats.shape[0], audio_s)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.asnumpy()):.2f}")
+                budget.mark(step)
                 at_epoch_end = batch_in_epoch >= usable
                 want_eval = step % eval_every == 0 or step == self.total_steps
                 if step % tc.log_every == 0 or want_eval or at_epoch_end:
                     last = {"step": step, "epoch": epoch, **meter.summary(),
-                            "lr": lr_at(step - 1, self.total_steps, self.config.optim),
+                            "lr": float(self.lr_table[step - 1]),
                             "loss_scale": float(scale.asnumpy()),
                             "skipped_steps": int(self.step_cell.skipped_steps.asnumpy()),
-                            "wall_s": round(time.perf_counter() - started, 1)}
+                            "wall_s": round(budget.elapsed(), 1)}
                     meter.reset()
                     if want_eval:
                         last.update(self.evaluate_dev() or {})
@@ -227,19 +251,23 @@ class Trainer:
                         train_log.append(last)
                         if want_eval:
                             train_log.plot()
-                out_of_time = self._out_of_time(started)
+                    if tc.schedule_to_budget:
+                        self._follow_budget(step, budget)
+                out_of_time = budget.spent()
                 if step % tc.checkpoint_every == 0 or at_epoch_end or step == self.total_steps or out_of_time:
-                    self._save(Position(epoch, step, batch_in_epoch))
+                    self._save(Position(epoch, step, batch_in_epoch, self.retiming))
                 if out_of_time:
                     if self.cluster.is_main:
-                        log.warning("stopping at step %d of %d: train.max_minutes=%g reached (the LR schedule "
-                                    "was planned for %d steps; --resume continues it)", step, self.total_steps,
-                                    tc.max_minutes, self.total_steps)
+                        plan = (f"the LR decay was retimed to end at step {self.retiming.end}" if self.retiming
+                                else f"the LR schedule was planned for {self.total_steps} steps")
+                        log.warning("stopping at step %d of %d: train.max_minutes=%g reached (%s; --resume "
+                                    "continues it)", step, self.total_steps, tc.max_minutes, plan)
                     break
             bar.close()
             if not out_of_time:
                 epoch, batch_in_epoch = epoch + 1, 0
         result = {"steps": step, "planned_steps": self.total_steps,
+                  "lr_decay_end": self.retiming.end if self.retiming else self.total_steps,
                   "stopped_by": "steps" if step >= self.total_steps else "max_minutes",
                   "epochs_started": epoch, "train_shapes": sorted(self.train_shapes),
                   "skipped_steps": int(self.step_cell.skipped_steps.asnumpy()),
@@ -251,7 +279,7 @@ class Trainer:
             train_log.plot()
             atomic_write_json(self.ckpt_dir / RUN_SUMMARY, {k: v for k, v in result.items() if k != "train_shapes"})
             log.info("done: %d steps in %.1f s; %d training shapes compiled; %d non-finite steps skipped; "
-                     "last loss %.3f%s; checkpoints in %s", step, time.perf_counter() - started,
+                     "last loss %.3f%s; checkpoints in %s", step, budget.elapsed(),
                      len(self.train_shapes), result["skipped_steps"], last.get("loss", float("nan")),
                      f", dev WER {last['dev_wer']:.2f} %" if "dev_wer" in last else "", self.ckpt_dir)
         return result
