@@ -53,7 +53,7 @@ def export(model, file_name: str, file_format: str, n_frames: int, batch_size: i
     import mindspore as ms
     import numpy as np
 
-    from src.models.jasper import for_export
+    from src.models.jasper import exported_form
 
     if dynamic:
         if file_format != "MINDIR":
@@ -68,7 +68,8 @@ def export(model, file_name: str, file_format: str, n_frames: int, batch_size: i
     target = Path(f"{file_name}{FORMATS[file_format]}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_stem = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
-    ms.export(for_export(model), *inputs, file_name=str(tmp_stem), file_format=file_format)
+    with exported_form(model):
+        ms.export(model, *inputs, file_name=str(tmp_stem), file_format=file_format)
     os.replace(f"{tmp_stem}{FORMATS[file_format]}", target)  # appears complete or not at all
     # The graph's input shape travels with it: eval.py and transcribe.py read it.
     write_export_info(target, {"batch_size": None if dynamic else batch_size,

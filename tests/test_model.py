@@ -10,7 +10,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from src.config import Config, ModelConfig, config_from_dict, load_config
-from src.models.jasper import Jasper, build_model, count_parameters, for_export
+from src.models.jasper import Jasper, build_model, count_parameters, exported_form
 from src.text.labels import load_labels
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "configs"
@@ -208,14 +208,17 @@ def test_matches_numpy_reference(eval_model, batch):
 
 
 def test_exported_form_computes_the_same(eval_model, batch):
-    """for_export (explicit Pad + 'valid' convolutions, what MindIR and ONNX files hold) against the
+    """exported_form (explicit Pad + 'valid' convolutions, what MindIR and ONNX files hold) against the
     convolutions that pad themselves (training and checkpoint inference)."""
     exported = build_model(small_config())
     ms.load_param_into_net(exported, {p.name: p for p in eval_model.get_parameters()}, strict_load=True)
     exported.set_train(False)
-    convs = [c for _, c in for_export(exported).cells_and_names() if hasattr(c, "explicit_pad")]
-    assert convs and all(c.explicit_pad for c in convs)
-    (a, a_len), (b, b_len) = run(eval_model, batch, LENGTHS), run(exported, batch, LENGTHS)
+    convs = [c for _, c in exported.cells_and_names() if hasattr(c, "explicit_pad")]
+    with exported_form(exported):
+        assert convs and all(c.explicit_pad for c in convs)
+        b, b_len = run(exported, batch, LENGTHS)
+    assert not any(c.explicit_pad for c in convs)
+    a, a_len = run(eval_model, batch, LENGTHS)
     np.testing.assert_array_equal(a_len, b_len)
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 

@@ -16,7 +16,7 @@ Conventions of this implementation:
   when a convolution changes the frame count (the strided prologue), so it is rebuilt only there.
 * Padding is symmetric, ``(k // 2) * dilation`` zeros on both sides (``pad_mode='same'`` is
   asymmetric for stride 2).  Training and checkpoint inference let the convolution pad (an explicit Pad
-  op cost ~13 % of a CPU training step); exported graphs (``for_export``) use an explicit Pad and a
+  op cost ~13 % of a CPU training step); exported graphs (``exported_form``) use an explicit Pad and a
   ``'valid'`` convolution, which MindSpore Lite's converter and ONNX take (Lite 2.0 fails to infer the
   shapes of a padded Conv2D).  Both compute the same numbers.
 * Parameter names mirror NVIDIA's Jasper tensors one-to-one: ``encoder.layers.{i}.conv.{j}``
@@ -25,7 +25,8 @@ Conventions of this implementation:
 """
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+import contextlib
+from typing import Iterator, Sequence, TypeVar
 
 import mindspore as ms
 import numpy as np
@@ -38,7 +39,7 @@ from src.text.labels import load_labels
 # Importing the model caps oneDNN's instruction set (see src/runtime.py) before its first kernel.
 import src.runtime  # noqa: E402,F401
 
-__all__ = ["Jasper", "JasperBlock", "JasperEncoder", "JasperDecoder", "PaddedConv1d", "build_model", "for_export",
+__all__ = ["Jasper", "JasperBlock", "JasperEncoder", "JasperDecoder", "PaddedConv1d", "build_model", "exported_form",
            "conv_output_length", "length_mask", "count_parameters"]
 
 _WEIGHT_INITS = {
@@ -127,13 +128,18 @@ class PaddedConv1d(nn.Cell):
         return y
 
 
-def for_export(model: nn.Cell) -> nn.Cell:
-    """Switch every PaddedConv1d of ``model`` to the exported form (explicit Pad, 'valid' convolution);
-    call before ``ms.export`` (a graph compiled earlier keeps its form).  Returns ``model``."""
-    for _, cell in model.cells_and_names():
-        if isinstance(cell, PaddedConv1d):
-            cell.explicit_pad = True
-    return model
+@contextlib.contextmanager
+def exported_form(model: nn.Cell) -> Iterator[nn.Cell]:
+    """Within the block, every PaddedConv1d of ``model`` compiles to the exported form (explicit Pad,
+    'valid' convolution): wrap ``ms.export``.  The model's other graphs are left as they are."""
+    convs = [cell for _, cell in model.cells_and_names() if isinstance(cell, PaddedConv1d)]
+    for conv in convs:
+        conv.explicit_pad = True
+    try:
+        yield model
+    finally:
+        for conv in convs:
+            conv.explicit_pad = False
 
 
 def _batch_norm(channels: int, model: ModelConfig) -> nn.BatchNorm2d:
