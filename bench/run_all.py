@@ -11,7 +11,9 @@ bench/results/quick with ``--quick``, so a smoke run never overwrites full resul
 shown as it comes (MindSpore's [WARNING] lines filtered out) and kept in DIR/logs/<name>.log.  Then
 DIR/all.json collects every result with the command that produced it, its exit code and wall time,
 and DIR/summary.md holds one markdown table: the headline number of each benchmark and the command
-that reproduces it (also printed).  A benchmark that fails is reported in the table and the run goes
+that reproduces it (also printed).  With ``--only``, the other benchmarks' entries of an earlier
+DIR/all.json are kept (and named as such in the summary), so re-running one benchmark does not drop
+the rest.  A benchmark that fails is reported in the table and the run goes
 on; the exit code is 1 if any failed.
 
     features  bench_features.py  log-mel front end vs librosa
@@ -191,8 +193,12 @@ def summary_markdown(report: dict) -> str:
     lines = [f"# Benchmark summary{' (quick smoke run: indicative only)' if report['quick'] else ''}", "",
              f"{report['finished']}, {report['machine']}, {report['cpu_count']} CPUs, load average "
              f"{report['load_average_1min'][0]} → {report['load_average_1min'][1]} (1 min), "
-             f"{report['wall_s'] / 60:.1f} min in all.", "",
-             "| benchmark | headline | wall s | reproduce |", "|---|---|---:|---|"]
+             f"{report['wall_s'] / 60:.1f} min in all.", ""]
+    kept = report.get("kept_from_earlier", [])
+    if kept:
+        lines += ["Not re-run, kept from earlier runs: " + ", ".join(
+            f"{name} ({report['benchmarks'][name]['finished']})" for name in kept) + ".", ""]
+    lines += ["| benchmark | headline | wall s | reproduce |", "|---|---|---:|---|"]
     for name, b in report["benchmarks"].items():
         if b["exit_code"] == 0:
             headline = b["headline"]
@@ -202,6 +208,19 @@ def summary_markdown(report: dict) -> str:
         headline = headline.replace("|", "\\|")
         lines.append(f"| {name}: {BENCHES[name].what} | {headline} | {b['wall_s']:.0f} | `{b['command']}` |")
     return "\n".join(lines) + "\n"
+
+
+def earlier_entries(path: Path, quick: bool) -> dict[str, dict]:
+    """The benchmark entries of an earlier all.json of the same kind (quick or full), each with the time
+    it finished; {} when there is none or it cannot be read."""
+    try:
+        earlier = json.loads(path.read_text())
+        if earlier.get("quick") != quick:
+            return {}
+        return {name: {"finished": earlier["finished"], **entry} for name, entry in earlier["benchmarks"].items()
+                if name in BENCHES}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"== {name}: {shown}", flush=True)
         output.unlink(missing_ok=True)  # a stale file must not pass for this run's result
         code, wall, tail = run_bench(name, cmd, results_dir / "logs" / f"{name}.log")
-        entry: dict = {"command": shown, "exit_code": code, "wall_s": round(wall, 1), "output": rel_output}
+        entry: dict = {"command": shown, "exit_code": code, "wall_s": round(wall, 1), "output": rel_output,
+                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         if code == 0 and output.is_file():
             result = json.loads(output.read_text())
             entry["result"] = result
@@ -242,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "wall_s": round(time.perf_counter() - started, 1), "benchmarks": benchmarks}
+    kept = {n: e for n, e in earlier_entries(results_dir / "all.json", args.quick).items() if n not in benchmarks}
+    if kept:
+        report["benchmarks"] = {n: benchmarks.get(n) or kept[n] for n in BENCHES if n in benchmarks or n in kept}
+        report["kept_from_earlier"] = sorted(kept, key=list(BENCHES).index)
     markdown = summary_markdown(report)
     atomic_write_json(results_dir / "all.json", report)
     atomic_write_text(results_dir / "summary.md", markdown)

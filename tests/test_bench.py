@@ -148,6 +148,14 @@ def test_run_all_collects_results_and_reports_failures(tmp_path, monkeypatch):
     log = (tmp_path / "res" / "logs" / "convert.log").read_text()
     assert "[WARNING] noise" in log and "done" in log
 
+    # --only one: the other's earlier entry stays, named as kept
+    assert run_all.main(["--quick", "--only", "convert", "--results_dir", str(tmp_path / "res")]) == 0
+    again = json.loads((tmp_path / "res" / "all.json").read_text())
+    assert list(again["benchmarks"]) == ["convert", "infer"] and again["kept_from_earlier"] == ["infer"]
+    assert again["benchmarks"]["infer"]["exit_code"] == 3 and again["benchmarks"]["infer"]["finished"]
+    summary = (tmp_path / "res" / "summary.md").read_text()
+    assert "Not re-run, kept from earlier runs: infer (" in summary and "**failed** (exit 3)" in summary
+
 
 def test_run_all_headlines_of_every_result_format():
     """The headline functions read the JSON each benchmark writes (shapes as in bench/*.py)."""

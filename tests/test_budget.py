@@ -28,7 +28,19 @@ def test_pace_over_the_recent_window_predicts_the_last_step():
     assert budget.spent() and budget.last_step(20) == 20
 
 
-def test_no_budget_never_runs_out_and_needs_half_a_window():
+def test_a_compiling_step_restarts_the_estimate():
+    clock = Clock()
+    budget = TimeBudget(minutes=10.0, window=4, clock=clock)
+    for step in range(1, 10):
+        clock.now += 30.0 if step == 5 else 1.0              # step 5 compiled a new shape
+        budget.mark(step, restart=step == 5)
+        if step == 8:
+            assert budget.seconds_per_step() is None         # 3 steps since the restart: no estimate yet
+    assert budget.seconds_per_step() == 1.0                  # step 5's 30 s are not in it
+    assert budget.last_step(9) == 9 + (600 - 38)
+
+
+def test_no_budget_never_runs_out_and_an_estimate_needs_a_whole_window():
     clock = Clock()
     budget = TimeBudget(minutes=0.0, window=10, clock=clock)
     for step in itertools.islice(itertools.count(1), 30):
@@ -38,5 +50,5 @@ def test_no_budget_never_runs_out_and_needs_half_a_window():
     short = TimeBudget(minutes=1.0, window=10, clock=clock)
     short.mark(1)
     clock.now += 1.0
-    short.mark(4)                                            # 3 steps: under half the window
+    short.mark(10)                                           # 9 steps: under a window
     assert short.seconds_per_step() is None

@@ -141,7 +141,7 @@ class Trainer:
                 or oc.warmup_steps + oc.hold_steps >= self.total_steps):
             return
         target = min(last, self.total_steps)
-        if abs(target - end) <= max(self.total_steps // 100, 1):   # hysteresis: no retiming for a few steps
+        if abs(target - end) <= max(self.total_steps // 50, 1):    # hysteresis: no retiming for a few steps
             return
         self._set_retiming(retime(step, target, self.total_steps, oc, self.retiming))
         if self.cluster.is_main:
@@ -206,6 +206,7 @@ class Trainer:
         # at different steps and leave the others waiting in the all-reduce.
         budget = TimeBudget(tc.max_minutes, window=eval_every)
         meter, last, out_of_time = Meter(), {}, False
+        compiled, evaluated = False, False    # for the budget's estimate: steps whose time was a one-off
         while step < self.total_steps and not out_of_time:
             usable = self.steps_per_epoch * tc.accumulate
             bar = tqdm(total=self.steps_per_epoch, initial=batch_in_epoch // tc.accumulate, unit="step",
@@ -215,6 +216,7 @@ class Trainer:
                     break
                 if not self.train_shapes:  # lets a data-parallel run show that ranks read different data
                     log.info("rank %d: first batch %s", self.cluster.rank, "-".join(map(str, utt_ids[:2])))
+                compiled |= feats.shape not in self.train_shapes   # this step compiles a new graph
                 self.train_shapes.add(feats.shape)
                 args = (Tensor(feats), Tensor(lengths), Tensor(tokens), Tensor(token_lengths))
                 batch_in_epoch += 1
@@ -230,7 +232,8 @@ class Trainer:
                              feats.shape[0], audio_s)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.asnumpy()):.2f}")
-                budget.mark(step)
+                budget.mark(step, restart=compiled)
+                compiled = False
                 at_epoch_end = batch_in_epoch >= usable
                 want_eval = step % eval_every == 0 or step == self.total_steps
                 if step % tc.log_every == 0 or want_eval or at_epoch_end:
@@ -241,6 +244,8 @@ class Trainer:
                             "wall_s": round(budget.elapsed(), 1)}
                     meter.reset()
                     if want_eval:
+                        compiled |= not evaluated                        # the first one compiles its graphs
+                        evaluated = True
                         last.update(self.evaluate_dev() or {})
                     if self.cluster.is_main:
                         log.info("step %d/%d epoch %d  loss %.3f  lr %.3g  scale %g  grad norm %.3g  "
