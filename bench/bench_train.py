@@ -4,7 +4,7 @@ Usage:
     python bench/bench_train.py [--presets jasper_tiny,jasper5x3,jasper10x5dr] [--batch B] [--seconds 5]
                                 [--steps N] [--repeats 2] [--threads 2]
                                 [--torch_optimizer auto|novograd|adamw|sgd]
-                                [--frameworks mindspore,pytorch] [--set section.key=value ...]
+                                [--frameworks mindspore,pytorch] [--set section.key=value ...] [--profile N]
                                 [--output bench/results/train.json]
 
 For each preset (``src/configs/<preset>.yaml``) both frameworks train the identical Jasper network
@@ -24,6 +24,10 @@ load affects both alike.  A child times its first step (MindSpore's includes the
 then ``--steps`` steady-state steps.  Reported per preset and framework: setup seconds, first step,
 median seconds per step, utterances/s, audio-seconds/s, peak RSS; and the median over rounds of the
 per-round ratio MindSpore step / PyTorch step.  Default batches: tiny 16, 5x3 8, 10x5dr 2 (× 5 s).
+
+``--profile N``: after its timed steps, each MindSpore child runs N more under ``mindspore.Profiler`` and
+reports each op type's share of the kernel time (``op_share_pct``, printed for the first round): where a
+step's time goes.  The timed steps are not profiled.
 """
 from __future__ import annotations
 
@@ -72,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to both frameworks, e.g. train.ema=0 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="MindSpore: profile N extra steps and report the share of each op type (0 = off)")
     p.add_argument("--output", default="bench/results/train.json", help="JSON result file")
     # internal: one measurement in this process
     p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -80,6 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.presets = preset_list(p, args.presets)
     args.frameworks = choice_list(p, "--frameworks", args.frameworks, FRAMEWORKS)
+    if args.profile < 0:
+        p.error("--profile must be >= 0")
     for name in ("batch", "steps", "repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -141,7 +149,22 @@ def _timed_steps(run_step, steps: int) -> tuple[float, list[float]]:
     return first, times
 
 
-def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, threads: int, seed: int) -> dict:
+def op_shares(profile_dir: Path) -> dict[str, float]:
+    """Percent of the profiled kernel time per op type, largest first, from the CPU profiler's
+    ``cpu_op_type_info_*.csv`` (columns ``op_type`` and ``total_compute_time``)."""
+    import csv
+
+    tables = sorted(profile_dir.rglob("cpu_op_type_info_*.csv"))
+    if not tables:
+        raise RuntimeError(f"mindspore.Profiler wrote no cpu_op_type_info_*.csv under {profile_dir}")
+    with open(tables[0], newline="", encoding="utf-8") as f:
+        times = {row["op_type"]: float(row["total_compute_time"]) for row in csv.DictReader(f)}
+    total = sum(times.values())
+    return {op: round(100 * t / total, 2) for op, t in sorted(times.items(), key=lambda kv: -kv[1])}
+
+
+def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, threads: int, seed: int,
+                  profile_steps: int = 0) -> dict:
     import mindspore as ms
     from mindspore import Tensor
 
@@ -168,8 +191,16 @@ def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, thre
         losses.append(float(loss.asnumpy()))  # waits for the step
 
     first, times = _timed_steps(run_step, steps)
-    return {"first_step_s": first, "step_s": times, "losses": losses, "mindspore": ms.__version__,
-            "optimizer": type(optimizer).__name__, "skipped_steps": int(step_cell.skipped_steps.asnumpy())}
+    result = {"first_step_s": first, "step_s": times, "losses": losses, "mindspore": ms.__version__,
+              "optimizer": type(optimizer).__name__, "skipped_steps": int(step_cell.skipped_steps.asnumpy())}
+    if profile_steps:
+        with tempfile.TemporaryDirectory(prefix="bench_train_profile_") as tmp:
+            profiler = ms.Profiler(output_path=tmp)
+            for _ in range(profile_steps):
+                run_step()
+            profiler.analyse()
+            result["op_share_pct"] = op_shares(Path(tmp))
+    return result
 
 
 def run_pytorch(config: Config, data: tuple[np.ndarray, ...], steps: int, threads: int, seed: int,
@@ -219,7 +250,7 @@ def worker(args: argparse.Namespace) -> int:
     batch, steps = batch_size_and_steps(args, args.preset)
     data = synthetic_batch(config, batch, args.seconds, args.seed)
     if args.worker == "mindspore":
-        result = run_mindspore(config, data, steps, args.threads, args.seed)
+        result = run_mindspore(config, data, steps, args.threads, args.seed, args.profile)
     else:
         result = run_pytorch(config, data, steps, args.threads, args.seed, args.torch_optimizer)
     result.update({"setup_s": time.perf_counter() - started - result["first_step_s"] - sum(result["step_s"]),
@@ -235,7 +266,7 @@ def run_child(args: argparse.Namespace, framework: str, preset: str) -> dict:
         result_path = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--preset", preset,
                "--result", str(result_path), "--seconds", str(args.seconds), "--threads", str(args.threads),
-               "--torch_optimizer", args.torch_optimizer, "--seed", str(args.seed)]
+               "--torch_optimizer", args.torch_optimizer, "--seed", str(args.seed), "--profile", str(args.profile)]
         for name in ("batch", "steps"):
             if getattr(args, name) is not None:
                 cmd += [f"--{name}", str(getattr(args, name))]
@@ -276,6 +307,8 @@ def summarize(runs: dict[str, list[dict]], seconds: float) -> dict:
             "first_loss": round(rounds[0]["losses"][0], 3),
             "last_loss": round(rounds[0]["losses"][-1], 3),
         }
+        if "op_share_pct" in rounds[0]:
+            out[framework]["op_share_pct"] = rounds[0]["op_share_pct"]
     if set(FRAMEWORKS) <= set(runs):
         ms_rounds, pt_rounds = out["mindspore"]["per_round_step_s"], out["pytorch"]["per_round_step_s"]
         ratios = [m / p for m, p in zip(ms_rounds, pt_rounds)]
@@ -303,6 +336,11 @@ def print_table(result: dict) -> None:
             print(f"| {preset} | {framework} | {s['optimizer']} | {s['batch']} | {s['setup_s']:.1f} | "
                   f"{s['first_step_s']:.1f} | {s['step_s_median']:.3f} | {s['utt_per_s']:.2f} | "
                   f"{s['audio_s_per_s']:.1f} | {s['peak_rss_mb'] / 1024:.2f} | {cell} |")
+    for preset, summary in result["presets"].items():
+        shares = summary.get("mindspore", {}).get("op_share_pct")
+        if shares:
+            print(f"\n{preset}, MindSpore kernel time by op type (%): "
+                  + ", ".join(f"{op} {pct:.1f}" for op, pct in list(shares.items())[:10]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

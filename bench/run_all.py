@@ -212,14 +212,18 @@ def summary_markdown(report: dict) -> str:
 
 def earlier_entries(path: Path, quick: bool) -> dict[str, dict]:
     """The benchmark entries of an earlier all.json of the same kind (quick or full), each with the time
-    it finished; {} when there is none or it cannot be read."""
+    it finished; {} when there is none (an unreadable one is reported: this run replaces it)."""
+    if not path.is_file():
+        return {}
     try:
         earlier = json.loads(path.read_text())
         if earlier.get("quick") != quick:
             return {}
         return {name: {"finished": earlier["finished"], **entry} for name, entry in earlier["benchmarks"].items()
                 if name in BENCHES}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"warning: {shown_path(path)} is unreadable ({type(e).__name__}: {e}); its entries are not kept",
+              file=sys.stderr)
         return {}
 
 

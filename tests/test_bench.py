@@ -157,6 +157,28 @@ def test_run_all_collects_results_and_reports_failures(tmp_path, monkeypatch):
     assert "Not re-run, kept from earlier runs: infer (" in summary and "**failed** (exit 3)" in summary
 
 
+def test_run_all_reports_an_unreadable_earlier_result(tmp_path, capsys):
+    from bench import run_all
+
+    (tmp_path / "all.json").write_text('{"quick": false, "benchmarks": ')     # cut off mid-write
+    assert run_all.earlier_entries(tmp_path / "all.json", quick=False) == {}
+    assert "all.json is unreadable (JSONDecodeError" in capsys.readouterr().err
+    assert run_all.earlier_entries(tmp_path / "missing.json", quick=False) == {}
+    assert capsys.readouterr().err == ""
+
+
+def test_profile_op_shares_from_the_profiler_table(tmp_path):
+    from bench.bench_train import op_shares
+
+    table = tmp_path / "run" / "FRAMEWORK" / "cpu_op_type_info_0.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("op_type,type_occurrences,execution_frequency(per-step),total_compute_time,avg_time(ms),percent\n"
+                     "Pad,60,12,25.0,0.4,0.25\nConv2D,145,29,75.0,0.5,0.75\n")
+    assert op_shares(tmp_path) == {"Conv2D": 75.0, "Pad": 25.0}
+    with pytest.raises(RuntimeError, match="no cpu_op_type_info"):
+        op_shares(tmp_path / "run" / "FRAMEWORK" / "none")
+
+
 def test_run_all_headlines_of_every_result_format():
     """The headline functions read the JSON each benchmark writes (shapes as in bench/*.py)."""
     from bench import run_all

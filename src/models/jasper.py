@@ -16,7 +16,7 @@ Conventions of this implementation:
   when a convolution changes the frame count (the strided prologue), so it is rebuilt only there.
 * Padding is symmetric, ``(k // 2) * dilation`` zeros on both sides (``pad_mode='same'`` is
   asymmetric for stride 2).  Training and checkpoint inference let the convolution pad (an explicit Pad
-  op cost ~13 % of a CPU training step); exported graphs (``exported_form``) use an explicit Pad and a
+  op took 18 % of a CPU training step); exported graphs (``exported_form``) use an explicit Pad and a
   ``'valid'`` convolution, which MindSpore Lite's converter and ONNX take (Lite 2.0 fails to infer the
   shapes of a padded Conv2D).  Both compute the same numbers.
 * Parameter names mirror NVIDIA's Jasper tensors one-to-one: ``encoder.layers.{i}.conv.{j}``
