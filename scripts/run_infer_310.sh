@@ -3,6 +3,7 @@
 #
 # Usage: bash scripts/run_infer_310.sh MINDIR_PATH NEED_PREPROCESS(y|n) [DEVICE_ID]
 #            [--device_target Ascend310|Ascend|CPU] [--manifest JSON] [--work_dir DIR] [--config CFG]
+#            [--set KEY=VALUE ...]
 #   MINDIR_PATH      the model from export.py (fixed --n_frames, --batch_size 1)
 #   NEED_PREPROCESS  y: compute features of --manifest into WORK_DIR/preprocess/<manifest name>/;
 #                    n: reuse them (the only folder there, or the one of --manifest)
@@ -15,6 +16,7 @@
 #   --work_dir       default ./infer_310_work; the result is WORK_DIR/result/metrics.json (+ report.tsv,
 #                    timing.tsv and the runner's <utt_id>_0.bin / _1.bin outputs)
 #   --config         config YAML for the feature settings and labels (default: built-in)
+#   --set            a config override, as in the Python scripts (e.g. labels_path=pieces.json); repeatable
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -26,7 +28,7 @@ NEED_PREPROCESS="$2"
 shift 2
 DEVICE_ID=0
 if is_uint "${1:-}"; then DEVICE_ID="$1"; shift; fi
-DEVICE=Ascend310 MANIFEST="" WORK_DIR="infer_310_work" CONFIG_ARGS=()
+DEVICE=Ascend310 MANIFEST="" WORK_DIR="infer_310_work" CONFIG_ARGS=() SET_ARGS=()
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "option $1 needs a value"
   case "$1" in
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --manifest) MANIFEST="$(realpath -m "$2")" ;;
     --work_dir) WORK_DIR="$2" ;;
     --config) CONFIG_ARGS=(--config "$(realpath -m "$2")") ;;
+    --set) SET_ARGS+=(--set "$2") ;;
     *) die "unknown option $1 (see: bash $0)" ;;
   esac
   shift 2
@@ -76,7 +79,7 @@ read -r _ _ N_FRAMES < <("$PY" ascend310_infer/tools/mindir_tool.py shape "$MODE
 if [ "$NEED_PREPROCESS" = y ]; then
   frames_args=()
   [ "$N_FRAMES" -gt 0 ] && frames_args=(--n_frames "$N_FRAMES")  # -1: the model takes any length
-  "$PY" preprocess.py --manifest "$MANIFEST" --output_dir "$PRE_DIR" "${frames_args[@]}" "${CONFIG_ARGS[@]}"
+  "$PY" preprocess.py --manifest "$MANIFEST" --output_dir "$PRE_DIR" "${frames_args[@]}" "${CONFIG_ARGS[@]}" "${SET_ARGS[@]}"
 fi
 
 # ---- inference and scoring
@@ -89,4 +92,4 @@ LD_LIBRARY_PATH="$(cat "$BUILD_DIR/mindspore_lib_dir")${LD_LIBRARY_PATH:+:$LD_LI
   --device_target "$DEVICE" --device_id "$DEVICE_ID" >"$WORK_DIR/infer.log" \
   || die "the runner failed (see above and $WORK_DIR/infer.log)"
 tail -n 1 "$WORK_DIR/infer.log" >&2
-"$PY" postprocess.py --result_dir "$RESULT_DIR" --preprocess_dir "$PRE_DIR" "${CONFIG_ARGS[@]}"
+"$PY" postprocess.py --result_dir "$RESULT_DIR" --preprocess_dir "$PRE_DIR" "${CONFIG_ARGS[@]}" "${SET_ARGS[@]}"

@@ -334,3 +334,29 @@ def test_tune_lm_runs_the_acoustic_model_once(mindrecord_dir, tmp_path):
     (tmp_path / "other.ckpt").write_bytes((tmp_path / "tiny.ckpt").read_bytes())
     r = tune("--config", str(tmp_path / "tiny.yaml"), "--checkpoint", str(tmp_path / "other.ckpt"))
     assert r.returncode == 1 and "--recompute" in r.stderr
+
+
+def test_word_piece_labels_decode_with_and_without_the_lm(lm_path, tmp_path):
+    from src.text.pieces import learn_pieces
+
+    pieces = learn_pieces(TRAIN_TEXT, LABELS, 80)
+    text = "the red fox hid in the zebra's hut"
+    ids = pieces.encode(text)
+    assert len(ids) < len(text)
+    rng = np.random.default_rng(5)
+    rows = []
+    for i, k in enumerate(ids):   # each token 1-2 frames, a blank between repeats
+        for _ in range(rng.integers(1, 3)):
+            p = rng.dirichlet(np.ones(pieces.num_classes)) * 0.02
+            p[k] += 0.98
+            rows.append(p)
+        if i + 1 < len(ids) and ids[i + 1] == k:
+            p = np.full(pieces.num_classes, 0.02 / pieces.num_classes)
+            p[pieces.blank] += 0.98
+            rows.append(p)
+    lp = np.log(np.array(rows, dtype=np.float32))
+    assert greedy_decode(lp[None], [len(lp)], pieces)[0] == text
+    assert BeamSearchDecoder(pieces, beam_width=8).decode(lp) == text
+    words = tmp_path / "words.txt"
+    words.write_text("zebra's\n")
+    assert BeamSearchDecoder(pieces, beam_width=8, lm_path=lm_path, lexicon=words).decode(lp) == text

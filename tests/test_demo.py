@@ -83,3 +83,4 @@ def test_outputs_made_with_other_settings_are_redone(tmp_path):
     save_config(load_config(demo.args.config, [*demo.overrides, "optim.lr=0.5"]), saved)
     demo.check_training_settings()
     assert demo.args.from_stage == "train" and not demo.redo("mindrecord") and demo.redo("probe")
+

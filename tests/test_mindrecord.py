@@ -105,3 +105,25 @@ def test_cli(manifest, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "create_mindrecord.py"), "--manifest", str(tmp_path / "no.json"),
                           "--output_dir", str(tmp_path / "mr2")], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 1 and "manifest not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_word_piece_tokens_round_trip_and_other_labels_are_refused(manifest, tmp_path):
+    from src.config import load_config
+    from src.data.dataset import SpeechData
+    from src.text.pieces import learn_pieces
+
+    utts = read_manifest(manifest)
+    pieces = learn_pieces([u.transcript for u in utts], load_labels(), 40)
+    assert pieces.pieces, "the fixture's transcripts should repeat some letter pairs"
+    labels_file = tmp_path / "pieces.json"
+    labels_file.write_text(json.dumps(pieces.symbols))
+    write_mindrecord(utts, tmp_path / "mr", 1, load_labels(labels_file), progress=False)
+    index, rows = read_all(tmp_path / "mr", ["utt_id", "tokens"])
+    by_id = {u.utt_id: u for u in utts}
+    for r in rows:
+        assert pieces.decode(r["tokens"]) == by_id[str(r["utt_id"])].transcript
+    assert sum(index.num_tokens) < sum(len(u.transcript) for u in utts)
+    config = load_config(None, [f"labels_path={labels_file}", "data.batch_size=2"])
+    assert len(SpeechData(tmp_path / "mr", config, train=False).keep) == len(utts)
+    with pytest.raises(ValueError, match="other labels.*re-run create_mindrecord.py"):
+        SpeechData(tmp_path / "mr", load_config(None, ["data.batch_size=2"]), train=False)

@@ -62,3 +62,76 @@ def test_normalized_text_encodes():
     text = normalize_text("On Jan. 3rd, 2019 the price rose 12% to $1,250.75 — wow!")
     load_labels().encode(text)  # only label characters remain
     assert "  " not in text and text == text.strip()
+
+
+# --- word pieces -------------------------------------------------------------------------------
+
+def _pieces(texts, size):
+    from src.text.pieces import learn_pieces
+
+    return learn_pieces(texts, load_labels(), size)
+
+
+def test_learned_pieces_follow_the_alphabet_in_learning_order():
+    labels = _pieces(["the cat the hat the that"] * 3, 32)
+    assert labels.symbols[:28] == load_labels().symbols
+    # "th" occurs 12 times (3 x [the, the, the, that]), more than any other pair, so it comes first.
+    assert labels.pieces[0] == "th" and "the" in labels.pieces
+    assert len(labels.symbols) <= 32 and labels.num_classes == len(labels.symbols) + 1
+
+
+def test_pieces_round_trip_and_spell_unseen_words():
+    labels = _pieces(["the cat sat on the mat", "the hat that the cat had"] * 4, 48)
+    for text in ["the cat sat on the mat", "a zebra's quiz", "that", "x"]:
+        ids = labels.encode(text)
+        assert labels.decode(ids) == text
+    assert len(labels.encode("the cat")) < len("the cat")       # frequent words are fewer tokens
+    tokens = [labels.symbols[i] for i in labels.encode("the zebra")]
+    assert tokens[0] == "the" and tokens[1] == " " and "".join(tokens[2:]) == "zebra"
+
+
+def test_pieces_encoding_is_byte_pair_order_not_longest_match():
+    # "ab" learned before "bc": "abc" → ab + c even though "bc" is also a piece.
+    labels = Labels(load_labels().symbols + ["ab", "bc"])
+    assert [labels.symbols[i] for i in labels.encode("abc")] == ["ab", "c"]
+    labels = Labels(load_labels().symbols + ["bc", "ab"])
+    assert [labels.symbols[i] for i in labels.encode("abc")] == ["a", "bc"]
+
+
+def test_pieces_learning_stops_when_no_pair_repeats():
+    labels = _pieces(["abc def"], 100)
+    assert labels.pieces == []
+
+
+@pytest.mark.parametrize("symbols, match", [
+    ([" ", "a", "b", "a b"], "word separator"),
+    ([" ", "a", "b", "ac"], "single-character"),
+    (["a", "b", "ab"], "need the word separator"),
+    (["a", ""], "non-empty"),
+])
+def test_bad_piece_vocabularies_are_rejected(symbols, match):
+    with pytest.raises(ValueError, match=match):
+        Labels(symbols)
+
+
+def test_pieces_reject_text_outside_the_alphabet_and_small_sizes():
+    from src.text.pieces import learn_pieces
+
+    with pytest.raises(ValueError, match="transcript 1"):
+        learn_pieces(["ok", "not ok!"], load_labels(), 64)
+    with pytest.raises(ValueError, match="smaller than the base alphabet"):
+        learn_pieces(["ok"], load_labels(), 10)
+
+
+def test_pieces_command_writes_a_labels_file(tmp_path):
+    import json
+
+    from src.text.pieces import main
+
+    manifest = tmp_path / "train.json"
+    manifest.write_text(json.dumps([{"transcript": t, "files": []} for t in ["the cat", "the hat", "the mat"]]))
+    out = tmp_path / "pieces.json"
+    assert main(["--input", str(manifest), "--output", str(out), "--size", "40"]) == 0
+    labels = load_labels(out)
+    assert "the" in labels.pieces and labels.decode(labels.encode("the cat")) == "the cat"
+    assert main(["--input", str(tmp_path / "missing.json"), "--output", str(out)]) == 1

@@ -166,7 +166,8 @@ class Demo:
         for split in SPLITS:
             shards = 4 if len(read_manifest(self.manifest(split))) >= 400 else 1
             self.command("mindrecord", ["create_mindrecord.py", "--manifest", self.manifest(split), "--output_dir",
-                                        self.mindrecord / split, "--num_shards", str(shards), "--no_progress"])
+                                        self.mindrecord / split, "--num_shards", str(shards), *self.config_args(),
+                                        "--no_progress"])
         return [self.mindrecord / s for s in SPLITS]
 
     def config_args(self) -> list[str]:
@@ -245,7 +246,7 @@ class Demo:
             self.fresh("infer_310", work)
             self.command("infer_310", ["bash", "scripts/run_infer_310.sh", self.export_dir / "jasper.mindir", "y", "0",
                                        "--device_target", "CPU", "--manifest", self.manifest(split),
-                                       "--work_dir", work, "--config", self.args.config])
+                                       "--work_dir", work, *self.config_args()])
             metrics = json.loads((work / "result" / "metrics.json").read_text())
             self.summary["inference"].setdefault("310", {})[split] = {
                 k: next(iter(metrics.values()))[k] for k in ("wer", "cer", "utterances")}

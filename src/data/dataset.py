@@ -101,6 +101,10 @@ class SpeechData:
         data_dir = "<in-memory index>" if isinstance(data, ShardIndex) else data
         self.labels = load_labels(config.labels_path)
         fc, ac = config.features, config.augment
+        if self.index.labels is not None and self.index.labels != self.labels.symbols:
+            raise ValueError(f"{data_dir}: its tokens were written with other labels than {config.labels_path} "
+                             f"({len(self.index.labels)} against {len(self.labels.symbols)} symbols); re-run "
+                             "create_mindrecord.py with the training config's labels_path")
         if self.index.sample_rate != fc.sample_rate:
             raise ValueError(f"{data_dir}: stored at {self.index.sample_rate} Hz but the config expects "
                              f"{fc.sample_rate} Hz; re-run create_mindrecord.py")

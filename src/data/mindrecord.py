@@ -240,6 +240,7 @@ class ShardIndex:
     utt_ids: list[str]
     num_samples: np.ndarray   # (N,) int64
     num_tokens: np.ndarray    # (N,) int64
+    labels: list[str] | None = None  # the labels the tokens were written with (None: not recorded)
 
 
 def read_index(data_dir: str | os.PathLike) -> ShardIndex:
@@ -264,7 +265,7 @@ def read_index(data_dir: str | os.PathLike) -> ShardIndex:
         ns += meta["num_samples"]
         nt += meta["num_tokens"]
     return ShardIndex(files, index["store"], index["sample_rate"], utt_ids,
-                      np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64))
+                      np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64), index.get("labels"))
 
 
 def mindrecord_for(path: str | os.PathLike, cache_dir: str | os.PathLike, config: Config) -> Path:
