@@ -84,3 +84,28 @@ def test_outputs_made_with_other_settings_are_redone(tmp_path):
     demo.check_training_settings()
     assert demo.args.from_stage == "train" and not demo.redo("mindrecord") and demo.redo("probe")
 
+
+def test_config_overrides_reach_the_shards_and_the_310_path(tmp_path):
+    """--set labels_path / features.* must reach create_mindrecord and the 310 path's pre/postprocess too,
+    or their tokens and features would not be the checkpoint's."""
+    demo_mod = _demo_module()
+    demo = demo_mod.Demo(demo_mod.parse_args(["--work_dir", str(tmp_path), "--set", "labels_path=my.json"]))
+    demo.data.mkdir(parents=True)
+    for split in demo_mod.SPLITS:
+        demo.manifest(split).write_text("[]")
+    calls = []
+
+    def command(stage, args):
+        calls.append((stage, [str(a) for a in args]))
+        if stage == "infer_310":
+            work = Path(args[args.index("--work_dir") + 1])
+            (work / "result").mkdir(parents=True)
+            (work / "result" / "metrics.json").write_text(json.dumps({"x": {"wer": 1, "cer": 1, "utterances": 1}}))
+
+    demo.command = command
+    demo.export_dir = tmp_path / "export"
+    demo.mindrecord_stage()
+    demo.infer_310()
+    assert [stage for stage, _ in calls] == ["mindrecord"] * 3 + ["infer_310"] * 2
+    for _, args in calls:
+        assert args[args.index("--config") + 1] == demo.args.config and "labels_path=my.json" in args
