@@ -42,6 +42,7 @@ class Labels:
             if WORD_SEPARATOR not in self._index:
                 raise ValueError(f"labels with word pieces need the word separator {WORD_SEPARATOR!r}")
         self._rank = {p: r for r, p in enumerate(self.pieces)}
+        self._splits: dict[str, tuple[str, ...]] = {}  # word → tokens, filled as words are met
 
     @property
     def blank(self) -> int:
@@ -73,9 +74,14 @@ class Labels:
             ids.extend(self._index[t] for t in self.split_word(word))
         return np.asarray(ids, dtype=np.int32)
 
-    @functools.lru_cache(maxsize=1 << 16)
     def split_word(self, word: str) -> tuple[str, ...]:
         """One word (no separator) → its tokens: characters joined by the pieces, earliest-learned first."""
+        cached = self._splits.get(word)
+        if cached is None:
+            cached = self._splits[word] = self._join_pieces(word)
+        return cached
+
+    def _join_pieces(self, word: str) -> tuple[str, ...]:
         tokens = list(word)
         while len(tokens) > 1:
             ranks = [self._rank.get(a + b, len(self._rank)) for a, b in zip(tokens, tokens[1:])]
