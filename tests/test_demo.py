@@ -109,3 +109,13 @@ def test_config_overrides_reach_the_shards_and_the_310_path(tmp_path):
     assert [stage for stage, _ in calls] == ["mindrecord"] * 3 + ["infer_310"] * 2
     for _, args in calls:
         assert args[args.index("--config") + 1] == demo.args.config and "labels_path=my.json" in args
+
+
+def test_a_run_with_ema_is_evaluated_and_exported_with_its_ema_weights(tmp_path):
+    demo_mod = _demo_module()
+    demo = demo_mod.Demo(demo_mod.parse_args(["--work_dir", str(tmp_path)]))
+    demo.checkpoint = tmp_path / "jasper-1.ckpt"
+    assert demo.checkpoint_args() == ["--checkpoint", demo.checkpoint]
+    demo = demo_mod.Demo(demo_mod.parse_args(["--work_dir", str(tmp_path), "--set", "train.ema=0.999"]))
+    demo.checkpoint = tmp_path / "jasper-1.ckpt"
+    assert demo.checkpoint_args() == ["--checkpoint", demo.checkpoint, "--ema"]

@@ -170,6 +170,11 @@ class Demo:
                                         "--no_progress"])
         return [self.mindrecord / s for s in SPLITS]
 
+    def checkpoint_args(self) -> list[str]:
+        """The trained model for eval, export, LM tuning and probes: its EMA weights when training kept them."""
+        ema = load_config(self.args.config, self.overrides).train.ema > 0
+        return ["--checkpoint", self.checkpoint, *(["--ema"] if ema else [])]
+
     def config_args(self) -> list[str]:
         return ["--config", self.args.config] + [a for o in self.overrides for a in ("--set", o)]
 
@@ -197,7 +202,7 @@ class Demo:
     def eval(self) -> list[Path]:
         out = self.work / "eval_checkpoint"
         self.fresh("eval", out)
-        self.command("eval", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+        self.command("eval", ["eval.py", *self.config_args(), *self.checkpoint_args(), "--manifest",
                               self.manifest("dev"), self.manifest("test"), "--output_dir", out, "--no_progress"])
         self.record("checkpoint", out / "metrics.json")
         self.summary["breakdown"] = self.breakdown(out)
@@ -224,7 +229,7 @@ class Demo:
         self.n_frames = -(-(1 + longest // 160) // 16) * 16
         files = []
         for fmt in ("MINDIR", "ONNX"):
-            self.command("export", ["export.py", *self.config_args(), "--checkpoint", self.checkpoint,
+            self.command("export", ["export.py", *self.config_args(), *self.checkpoint_args(),
                                     "--file_name", self.export_dir / "jasper", "--file_format", fmt,
                                     "--n_frames", str(self.n_frames), "--batch_size", "1"])
             files.append(self.export_dir / f"jasper.{fmt.lower()}")
@@ -264,13 +269,13 @@ class Demo:
             log.warning("%s is missing (Debian package wamerican): beam search can only spell the %d-gram's "
                         "words, so test words unseen in training cannot be recognised", LEXICON, LM_ORDER)
         grid = ["--alphas", "0.25", "0.5", "1", "--betas", "0", "1", "2", "--refine", "1"] if self.args.quick else []
-        self.command("lm", ["tune_lm.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+        self.command("lm", ["tune_lm.py", *self.config_args(), *self.checkpoint_args(), "--manifest",
                             self.manifest("dev"), "--lm_path", arpa, *lexicon, *grid, "--output_dir", out / "tuning",
                             "--no_progress"])
         tuning = json.loads((out / "tuning" / "result.json").read_text())
         best = tuning["best"]
         # dev was scored with the best pair during tuning; only the test set is decoded again
-        self.command("lm", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+        self.command("lm", ["eval.py", *self.config_args(), *self.checkpoint_args(), "--manifest",
                             self.manifest("test"), "--decoder", "beam", "--lm_path", arpa, *lexicon,
                             "--alpha", str(best["alpha"]), "--beta", str(best["beta"]),
                             "--output_dir", out / "eval", "--no_progress"])
@@ -286,7 +291,7 @@ class Demo:
         self.command("probe", ["utils/probe_corpus.py", "--corpus_dir", self.work / "corpus", "--output_dir", out,
                                "--utterances", str(PROBE_UTTERANCES[self.summary["mode"]]),
                                "--jobs", str(self.args.jobs), "--no_progress"])
-        self.command("probe", ["eval.py", *self.config_args(), "--checkpoint", self.checkpoint, "--manifest",
+        self.command("probe", ["eval.py", *self.config_args(), *self.checkpoint_args(), "--manifest",
                                *[out / f"{s}.json" for s in PROBE_SETS], "--output_dir", out / "eval", "--no_progress"])
         metrics = json.loads((out / "eval" / "metrics.json").read_text())
         self.summary["probe"] = {s: {k: metrics[s][k] for k in ("wer", "cer", "utterances")} for s in PROBE_SETS}
