@@ -45,6 +45,15 @@ def machine_info(load_before: float) -> dict:
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
+# Where a benchmark run on its own writes (git-ignored): bench/run_all.py alone writes bench/results/,
+# so a one-off comparison never replaces the results the README quotes.
+ADHOC_RESULTS = "bench/results/adhoc"
+
+
+def adhoc_output(name: str) -> str:
+    return f"{ADHOC_RESULTS}/{name}.json"
+
+
 def write_result(path: str | Path, result: dict) -> None:
     """Write a benchmark's JSON atomically and say where."""
     from src.fileio import atomic_write_json

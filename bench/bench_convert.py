@@ -3,7 +3,7 @@
 Usage:
     python bench/bench_convert.py [--speakers 30] [--utts_per_chapter 30] [--voices V] [--repeats 3]
                                   [--parallel 2] [--num_shards 2] [--work_dir DIR]
-                                  [--output bench/results/convert.json]
+                                  [--output bench/results/adhoc/convert.json]
 
 A corpus in LibriSpeech's layout (one subset, ``dev-clean``: ``--speakers`` speakers × 1 chapter ×
 ``--utts_per_chapter`` utterances; the defaults give about an hour of audio, so start-up costs matter
@@ -43,6 +43,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import adhoc_output  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
 SUBSET = "dev-clean"
@@ -63,7 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num_shards", type=int, default=2, help="MindRecord shards")
     p.add_argument("--work_dir", default=str(Path(tempfile.gettempdir()) / "jasper_bench_convert"),
                    help="cache of the generated corpus and scratch space for the rounds")
-    p.add_argument("--output", default="bench/results/convert.json", help="JSON result file")
+    p.add_argument("--output", default=adhoc_output("convert"), help="JSON result file")
     args = p.parse_args(argv)
     for name in ("speakers", "utts_per_chapter", "repeats", "parallel", "num_shards"):
         if getattr(args, name) < 1:

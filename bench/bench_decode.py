@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_decode.py [--num_utts 16] [--frames 500] [--beam_widths 1 8 32 128] [--repeats 3]
-                                 [--lm PATH] [--output bench/results/decode.json]
+                                 [--lm PATH] [--output bench/results/adhoc/decode.json]
 
 The acoustic input is synthetic: log-probabilities shaped like Jasper's output for ~10 s utterances
 (T' = 500 frames of 20 ms, C = 29), each character held 1-2 frames and followed by 0-3 blank frames,
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench import adhoc_output  # noqa: E402
 from src.decoding.arpa import write_arpa  # noqa: E402
 from src.decoding.beam import BeamSearchDecoder  # noqa: E402
 from src.decoding.greedy import greedy_decode  # noqa: E402
@@ -57,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default="bench/results/decode.json")
+    p.add_argument("--output", default=adhoc_output("decode"))
     return p.parse_args(argv)
 
 

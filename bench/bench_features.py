@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_features.py [--num_utts 128] [--repeats 5] [--batch_size 16]
-                                   [--output bench/results/features.json] [--seed 0]
+                                   [--output bench/results/adhoc/features.json] [--seed 0]
 
 Synthetic speech-like utterances (glottal pulse train through formant resonators, syllable-rate
 envelope, pauses, a little noise) with a LibriSpeech-like duration spread (2–20 s, median ≈ 12 s)
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import scipy.signal  # noqa: E402
 
+from bench import adhoc_output  # noqa: E402
 from src.audio.features import batch_features, filterbank_features, valid_frames  # noqa: E402
 from src.config import FeatureConfig  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
@@ -45,7 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs all three methods)")
     p.add_argument("--batch_size", type=int, default=16, help="utterances per batch_features call")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus")
-    p.add_argument("--output", default="bench/results/features.json", help="JSON result file")
+    p.add_argument("--output", default=adhoc_output("features"), help="JSON result file")
     args = p.parse_args(argv)
     for name in ("num_utts", "repeats", "batch_size"):
         if getattr(args, name) < 1:

@@ -4,7 +4,7 @@ Usage:
     python bench/bench_infer.py [--presets jasper_tiny[,jasper5x3,jasper10x5dr]] [--seconds 10]
                                 [--repeats 5] [--calls 3] [--threads 2] [--n_frames N]
                                 [--methods mindir,checkpoint,lite] [--work_dir DIR]
-                                [--output bench/results/infer.json]
+                                [--output bench/results/adhoc/infer.json]
 
 For each preset (``src/configs/<preset>.yaml``) a Jasper with randomly initialised weights (the speed
 does not depend on the weights) is saved as a checkpoint, loaded back with src.inference's loader and
@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
+from bench import adhoc_output, choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
 METHODS = ("mindir", "checkpoint", "lite")
@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
     p.add_argument("--work_dir", default=None, help="keep the exported models here (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default="bench/results/infer.json", help="JSON result file")
+    p.add_argument("--output", default=adhoc_output("infer"), help="JSON result file")
     # internal: one preset in this process
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)

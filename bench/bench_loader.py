@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_loader.py [--num_index 20000] [--num_utts 96] [--repeats 3]
-                                 [--output bench/results/loader.json]
+                                 [--output bench/results/adhoc/loader.json]
 
 Part 1 plans one training epoch for a LibriSpeech-like duration distribution (no audio needed) and
 reports padded frames / real frames − 1 and the number of distinct batch shapes, for several bucket
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench import adhoc_output  # noqa: E402
 from bench.bench_features import librispeech_like_durations, synthetic_speech  # noqa: E402
 from src.audio import features  # noqa: E402
 from src.audio.io import write_wav  # noqa: E402
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per mode")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default="bench/results/loader.json")
+    p.add_argument("--output", default=adhoc_output("loader"))
     return p.parse_args(argv)
 
 

@@ -5,7 +5,7 @@ Usage:
                                 [--steps N] [--repeats 2] [--threads 2]
                                 [--torch_optimizer auto|novograd|adamw|sgd]
                                 [--frameworks mindspore,pytorch] [--set section.key=value ...] [--profile N]
-                                [--output bench/results/train.json]
+                                [--output bench/results/adhoc/train.json]
 
 For each preset (``src/configs/<preset>.yaml``) both frameworks train the identical Jasper network
 (tests/test_torch_reference.py shows equal outputs, gradients and NovoGrad updates) on one fixed
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
+from bench import adhoc_output, choice_list, machine_info, preset_list, preset_path, write_result  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="MindSpore: profile N extra steps and report the share of each op type (0 = off)")
-    p.add_argument("--output", default="bench/results/train.json", help="JSON result file")
+    p.add_argument("--output", default=adhoc_output("train"), help="JSON result file")
     # internal: one measurement in this process
     p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)

@@ -217,3 +217,14 @@ def test_run_all_quick_arguments_are_accepted(name):
     module = importlib.import_module(f"bench.{Path(bench.script).stem}")
     args = module.parse_args([*bench.quick, "--output", "x.json"])
     assert args.output == "x.json"
+
+
+@pytest.mark.parametrize("name", ["convert", "decode", "features", "infer", "loader", "train"])
+def test_a_benchmark_run_alone_does_not_replace_the_committed_results(name):
+    import importlib
+
+    from bench import ADHOC_RESULTS
+
+    module = importlib.import_module(f"bench.bench_{name}")
+    output = module.parse_args([]).output
+    assert output == f"{ADHOC_RESULTS}/{name}.json" and ADHOC_RESULTS in (REPO / ".gitignore").read_text()
