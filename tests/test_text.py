@@ -123,7 +123,7 @@ def test_pieces_reject_text_outside_the_alphabet_and_small_sizes():
         learn_pieces(["ok"], load_labels(), 10)
 
 
-def test_pieces_command_writes_a_labels_file(tmp_path):
+def test_pieces_command_writes_a_labels_file(tmp_path, restore_logging):
     import json
 
     from src.text.pieces import main
@@ -135,3 +135,15 @@ def test_pieces_command_writes_a_labels_file(tmp_path):
     labels = load_labels(out)
     assert "the" in labels.pieces and labels.decode(labels.encode("the cat")) == "the cat"
     assert main(["--input", str(tmp_path / "missing.json"), "--output", str(out)]) == 1
+
+
+def test_pieces_command_names_the_file_with_unusable_text(tmp_path, capsys, restore_logging):
+    from src.text.pieces import main
+
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("the cat\nthe hat\n")
+    bad.write_text("fine text\nnot fine!\n")
+    assert main(["--input", str(good), str(bad), "--output", str(tmp_path / "p.json")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.txt: transcript 1" in err and "'!'" in err
+    assert not (tmp_path / "p.json").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
 from src.data.probe import PROBE_SETS, load_plan  # noqa: E402
-from src.config import load_config  # noqa: E402
+from src.config import Config, load_config  # noqa: E402
 from src.data.synthetic import make_corpus, resolve_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
@@ -170,10 +171,14 @@ class Demo:
                                         "--no_progress"])
         return [self.mindrecord / s for s in SPLITS]
 
+    @functools.cached_property
+    def config(self) -> Config:
+        """The training settings asked for: the preset with the overrides."""
+        return load_config(self.args.config, self.overrides)
+
     def checkpoint_args(self) -> list[str]:
         """The trained model for eval, export, LM tuning and probes: its EMA weights when training kept them."""
-        ema = load_config(self.args.config, self.overrides).train.ema > 0
-        return ["--checkpoint", self.checkpoint, *(["--ema"] if ema else [])]
+        return ["--checkpoint", self.checkpoint, *(["--ema"] if self.config.train.ema > 0 else [])]
 
     def config_args(self) -> list[str]:
         return ["--config", self.args.config] + [a for o in self.overrides for a in ("--set", o)]
@@ -181,7 +186,7 @@ class Demo:
     def check_training_settings(self) -> None:
         """A run made with other settings (an older preset, other --set) is not reused or resumed."""
         saved = self.run_dir / "checkpoints" / "config.yaml"
-        if saved.is_file() and load_config(saved) != load_config(self.args.config, self.overrides):
+        if saved.is_file() and load_config(saved) != self.config:
             self.redo_from("train", f"{saved} differs from the training settings asked for")
 
     def train(self) -> list[Path]:

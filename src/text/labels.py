@@ -32,7 +32,6 @@ class Labels:
             raise ValueError(f"labels must be distinct non-empty strings, got {symbols!r}")
         self.symbols = symbols
         self._index = {s: i for i, s in enumerate(symbols)}
-        self.alphabet = [s for s in symbols if len(s) == 1]
         self.pieces = [s for s in symbols if len(s) > 1]
         if self.pieces:
             bad = [p for p in self.pieces if WORD_SEPARATOR in p or any(c not in self._index for c in p)]
@@ -58,7 +57,7 @@ class Labels:
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of ``text`` outside the alphabet, in order of first appearance."""
-        return list(dict.fromkeys(c for c in text if len(c) != 1 or c not in self._index))
+        return list(dict.fromkeys(c for c in text if c not in self._index))
 
     def encode(self, text: str) -> np.ndarray:
         """Text → int32 token ids.  Raises ValueError naming any character outside the labels."""

@@ -19,7 +19,7 @@ import collections
 import logging
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from src.fileio import atomic_write_json
 from src.text.labels import WORD_SEPARATOR, Labels, load_labels
@@ -27,23 +27,37 @@ from src.text.labels import WORD_SEPARATOR, Labels, load_labels
 log = logging.getLogger(__name__)
 
 MIN_PAIR_COUNT = 2  # a pair seen once is a whole rare word, not a reusable piece
+TOP_WORDS = 100     # the summary line says how many of this many most frequent words are one token
+
+
+def word_counts(transcripts: Iterable[str], base: Labels, source: str = "") -> collections.Counter[str]:
+    """How often each word occurs in ``transcripts``.  Raises ValueError naming the transcript (and
+    ``source``, e.g. its file) with characters outside ``base``."""
+    counts: collections.Counter[str] = collections.Counter()
+    for k, text in enumerate(transcripts):
+        unknown = base.unknown_chars(text)
+        if unknown:
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}transcript {k} (counted from 0) has characters outside the labels "
+                             f"{unknown!r}: {text!r}")
+        counts.update(w for w in text.split(WORD_SEPARATOR) if w)
+    return counts
 
 
 def learn_pieces(transcripts: Iterable[str], base: Labels, size: int) -> Labels:
-    """Base labels plus up to ``size - len(base.symbols)`` pieces learned from ``transcripts``.
+    """Base labels plus up to ``size - len(base.symbols)`` pieces learned from ``transcripts``."""
+    return pieces_from_counts(word_counts(transcripts, base), base, size)
 
-    Raises ValueError for a size below the base alphabet's or text outside the alphabet.
+
+def pieces_from_counts(counts: Mapping[str, int], base: Labels, size: int) -> Labels:
+    """Base labels plus up to ``size - len(base.symbols)`` pieces learned from word frequencies.
+
+    Raises ValueError for a size below the base alphabet's or a base that already has pieces.
     """
     if base.pieces:
         raise ValueError("the base labels already hold word pieces; start from a character alphabet")
     if size < len(base.symbols):
         raise ValueError(f"size {size} is smaller than the base alphabet ({len(base.symbols)} labels)")
-    counts: collections.Counter[str] = collections.Counter()
-    for k, text in enumerate(transcripts):
-        unknown = base.unknown_chars(text)
-        if unknown:
-            raise ValueError(f"transcript {k} has characters outside the labels {unknown!r}: {text!r}")
-        counts.update(w for w in text.split(WORD_SEPARATOR) if w)
     words = {tuple(w): c for w, c in counts.items()}
     pieces: list[str] = []
     while len(base.symbols) + len(pieces) < size:
@@ -90,17 +104,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging()
     try:
-        texts = [s.lower() for path in args.input for s in read_sentences(path)]
-        labels = learn_pieces(texts, load_labels(args.base), args.size)
+        base = load_labels(args.base)
+        counts: collections.Counter[str] = collections.Counter()
+        separators = 0
+        for path in args.input:
+            texts = [s.lower() for s in read_sentences(path)]
+            counts += word_counts(texts, base, source=str(path))
+            separators += sum(t.count(WORD_SEPARATOR) for t in texts)
+        labels = pieces_from_counts(counts, base, args.size)
     except (FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
     atomic_write_json(args.output, labels.symbols, indent=None)
-    tokens = sum(len(labels.encode(t)) for t in texts)
-    chars = sum(len(t) for t in texts)
-    log.info("wrote %s: %d labels (%d pieces); %d transcripts are %d tokens against %d characters (%.2fx fewer)",
-             Path(args.output), len(labels.symbols), len(labels.pieces), len(texts), tokens, chars,
-             chars / max(tokens, 1))
+    tokens = separators + sum(c * len(labels.split_word(w)) for w, c in counts.items())
+    chars = separators + sum(c * len(w) for w, c in counts.items())
+    whole = sum(len(labels.split_word(w)) == 1 for w, _ in counts.most_common(TOP_WORDS))
+    log.info("wrote %s: %d labels (%d pieces); the transcripts are %d tokens against %d characters "
+             "(%.2fx fewer); %d of the %d most frequent words are one token", Path(args.output),
+             len(labels.symbols), len(labels.pieces), tokens, chars, chars / max(tokens, 1), whole,
+             min(TOP_WORDS, len(counts)))
     return 0
 
 
