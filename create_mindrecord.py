@@ -6,8 +6,10 @@ Usage:
 
 The schema is documented in src/data/mindrecord.py and the README.  Audio is stored as int16 PCM
 by default so augmentation stays fresh every epoch; ``--store features`` stores log-mel features
-instead (faster to read, no speed perturbation or dither).  Shards already written for the same
-inputs are kept, so an interrupted run resumes.  Unusable utterances are skipped and reported.
+instead (faster to read, no speed perturbation or dither).  With a config whose front end trims
+edge silence (``--set features.trim_db=35``), the audio is stored trimmed.  Shards already written
+for the same inputs are kept, so an interrupted run resumes.  Unusable utterances are skipped and
+reported.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--store", choices=STORES, default="audio")
     p.add_argument("--speeds", default="1.0", help="which manifest files to store: '1.0' (the originals), "
                    "a comma list such as '0.9,1.0,1.1' (offline speed-perturbed copies), or 'all'")
-    p.add_argument("--config", default=None, help="YAML config (feature settings for --store features)")
+    p.add_argument("--config", default=None, help="YAML config (labels, the front end's trim, and "
+                   "its feature settings for --store features)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--prefix", default="data", help="shard file name prefix")
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="shards written at once")

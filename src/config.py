@@ -31,6 +31,8 @@ class FeatureConfig:
     norm_eps: float = 1e-5         # added to the per-feature standard deviation
     dither: float = 1e-5           # training only
     pad_to: int = 16               # batched frame counts are padded to a multiple of this
+    trim_db: float = 0.0           # > 0: cut edge silence, this many dB under the loudest 10 ms (src/audio/trim.py)
+    trim_margin: float = 0.1       # seconds kept before and after the loud part when trimming
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 For one utterance ``x`` of ``n`` samples at 16 kHz:
 
+0. optional edge-silence trim (``trim_db > 0``, src/audio/trim.py): ``n`` is then the trimmed length;
 1. optional dither (training only): ``x + dither * N(0, 1)``;
 2. pre-emphasis: ``y[0] = x[0]``, ``y[t] = x[t] - 0.97 * x[t-1]``;
 3. centred STFT: reflect padding of ``n_fft // 2`` samples on each side, frames of ``n_fft = 512``
@@ -32,6 +33,7 @@ from typing import Iterator, Sequence, TypeVar
 import numpy as np
 import scipy.fft
 
+from src.audio.trim import trim_silence
 from src.config import FeatureConfig
 
 try:  # without it BLAS keeps its own thread count
@@ -346,7 +348,7 @@ def batch_features(audios: Sequence[np.ndarray], cfg: FeatureConfig = _DEFAULT, 
         threads: CPU threads to use (-1 = all cores; 1 inside data-loader workers that already
             run in parallel).
 
-    Returns:
+    Returns (``n_b`` the length after ``cfg.trim_db``'s trim, if any):
         features: float32 (B, n_mels, T_pad) with ``T_pad = padded_frames(max_b num_frames(n_b), pad_to)``;
             frames at and after ``valid_frames(n_b)`` are exactly 0.
         lengths: int32 (B,) ``valid_frames(n_b)``.
@@ -358,7 +360,7 @@ def batch_features(audios: Sequence[np.ndarray], cfg: FeatureConfig = _DEFAULT, 
     pad_to = cfg.pad_to if pad_to is None else pad_to
     if pad_to < 1:
         raise ValueError(f"pad_to must be >= 1, got {pad_to}")
-    audios = [_check_audio(a, i if len(audios) > 1 else None) for i, a in enumerate(audios)]
+    audios = [trim_silence(_check_audio(a, i if len(audios) > 1 else None), cfg) for i, a in enumerate(audios)]
     noises = [np.float32(dither) * rng.standard_normal(a.shape[0], dtype=np.float32) if dither > 0.0 else None
               for a in audios]
 
@@ -397,8 +399,8 @@ def filterbank_features(audio: np.ndarray, sample_rate: int = _DEFAULT.sample_ra
             e.g. with ``src.audio.io.resample``).
 
     Returns:
-        float32 (n_mels, T) with ``T = num_frames(n) = 1 + n // hop``; frames from
-        ``valid_frames(n)`` on are 0.
+        float32 (n_mels, T) with ``T = num_frames(n) = 1 + n // hop``, ``n`` counted after
+        ``cfg.trim_db``'s trim if any; frames from ``valid_frames(n)`` on are 0.
     """
     if sample_rate != cfg.sample_rate:
         raise ValueError(f"audio is at {sample_rate} Hz but the features expect {cfg.sample_rate} Hz; "

@@ -25,7 +25,7 @@ import numpy as np
 
 from src.audio import augment, features
 from src.config import Config
-from src.data.mindrecord import ShardIndex, read_index
+from src.data.mindrecord import ShardIndex, read_index, trim_settings
 from src.text.labels import load_labels
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ class SpeechData:
             raise ValueError(f"{data_dir}: its tokens were written with other labels than {config.labels_path} "
                              f"({len(self.index.labels)} against {len(self.labels.symbols)} symbols); re-run "
                              "create_mindrecord.py with the training config's labels_path")
+        if self.index.trim is not None and self.index.trim != trim_settings(fc):
+            # Stored audio already lost what the config's front end would keep (or trims otherwise).
+            raise ValueError(f"{data_dir}: its audio was stored with the edge-silence trim {self.index.trim}, but the "
+                             f"config's front end has trim_db={fc.trim_db}, trim_margin={fc.trim_margin}; re-run "
+                             "create_mindrecord.py with this config")
         if self.index.sample_rate != fc.sample_rate:
             raise ValueError(f"{data_dir}: stored at {self.index.sample_rate} Hz but the config expects "
                              f"{fc.sample_rate} Hz; re-run create_mindrecord.py")

@@ -14,7 +14,9 @@ Schema of every record::
 
 MindRecord has no int16 type, so PCM travels as bytes (``np.frombuffer(b, '<i2')``).  Audio is
 stored by default so dither, speed perturbation and SpecAugment are drawn afresh every epoch.
-Nothing is cropped.
+Nothing is cropped, except edge silence when the config's ``features.trim_db`` asks the front end to
+cut it (src/audio/trim.py): the audio is then stored trimmed, so durations and length buckets count
+only what the model will see, and the front end's own trim leaves it unchanged.
 
 Files in the output folder::
 
@@ -43,6 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.audio.io import AudioError, float_to_int16, load_audio
+from src.audio.trim import trim_silence
 from src.config import Config, FeatureConfig
 from src.data.manifest import Utterance, read_manifest
 from src.fileio import atomic_write_json
@@ -85,10 +88,17 @@ def split_into_shards(utts: Sequence[Utterance], num_shards: int) -> list[list[U
     return [list(utts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def trim_settings(feature_cfg: FeatureConfig) -> dict | None:
+    """The front end's edge-silence trim as recorded with shards; None when it is off."""
+    return {"trim_db": feature_cfg.trim_db, "trim_margin": feature_cfg.trim_margin} if feature_cfg.trim_db else None
+
+
 def _fingerprint(utts: Sequence[Utterance], store: str, feature_cfg: FeatureConfig, labels: Labels) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([SCHEMA_VERSION, store, labels.symbols,
-                         feature_cfg.__dict__ if store == "features" else None]).encode())
+    # Audio shards depend on the front end only through its trim (left out when off, so shards
+    # written before it existed stay current).
+    front_end = feature_cfg.__dict__ if store == "features" else trim_settings(feature_cfg)
+    h.update(json.dumps([SCHEMA_VERSION, store, labels.symbols, front_end]).encode())
     for u in utts:
         h.update(f"{u.utt_id}\t{u.audio_path}\t{u.transcript}\t{u.num_samples}\t{u.speed}\n".encode())
     return h.hexdigest()
@@ -107,6 +117,7 @@ class ShardJob:
 def _record(u: Utterance, job: ShardJob) -> dict:
     sr = job.feature_cfg.sample_rate
     audio, _ = load_audio(u.audio_path, target_sr=sr)
+    audio = trim_silence(audio, job.feature_cfg)
     rec = {"utt_id": u.utt_id, "transcript": u.transcript, "tokens": job.labels.encode(u.transcript),
            "duration": np.float32(len(audio) / sr), "num_samples": np.int32(len(audio)),
            "sample_rate": np.int32(sr)}
@@ -114,7 +125,7 @@ def _record(u: Utterance, job: ShardJob) -> dict:
         rec["audio"] = float_to_int16(audio).astype("<i2").tobytes()
     else:
         from src.audio.features import filterbank_features
-        feats = filterbank_features(audio, sr)
+        feats = filterbank_features(audio, sr, job.feature_cfg)
         rec["features"] = feats.reshape(-1)
         rec["n_frames"] = np.int32(feats.shape[1])
     return rec
@@ -214,7 +225,7 @@ def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, n
     shards = [shard_name(prefix, k, num_shards) for k in range(num_shards)]
     index = {
         "schema_version": SCHEMA_VERSION, "store": store, "labels": labels.symbols,
-        "sample_rate": feature_cfg.sample_rate, "n_mels": feature_cfg.n_mels,
+        "sample_rate": feature_cfg.sample_rate, "n_mels": feature_cfg.n_mels, "trim": trim_settings(feature_cfg),
         "shards": [{"file": s, "records": len(metas[s]["utt_ids"])} for s in shards],
         "records": sum(len(metas[s]["utt_ids"]) for s in shards),
         "skipped": sum(len(metas[s]["skipped"]) for s in shards),
@@ -241,6 +252,7 @@ class ShardIndex:
     num_samples: np.ndarray   # (N,) int64
     num_tokens: np.ndarray    # (N,) int64
     labels: list[str] | None = None  # the labels the tokens were written with (None: not recorded)
+    trim: dict | None = None         # the edge-silence trim the audio was stored with (None: untrimmed)
 
 
 def read_index(data_dir: str | os.PathLike) -> ShardIndex:
@@ -265,7 +277,8 @@ def read_index(data_dir: str | os.PathLike) -> ShardIndex:
         ns += meta["num_samples"]
         nt += meta["num_tokens"]
     return ShardIndex(files, index["store"], index["sample_rate"], utt_ids,
-                      np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64), index.get("labels"))
+                      np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64), index.get("labels"),
+                      index.get("trim"))
 
 
 def mindrecord_for(path: str | os.PathLike, cache_dir: str | os.PathLike, config: Config) -> Path:
