@@ -194,7 +194,8 @@ class Demo:
         self.fresh("train", self.run_dir)
         finished = self.run_dir / "checkpoints" / RUN_SUMMARY
         if finished.is_file():  # a run that ended (all steps, or the time budget) is reused as it is
-            log.info("reusing the finished run in %s (%s)", self.run_dir, json.loads(finished.read_text())["stopped_by"])
+            log.info("reusing the finished run in %s (%s)", self.run_dir,
+                     json.loads(finished.read_text())["stopped_by"])
         else:  # --resume: an interrupted run continues where it stopped
             self.command("train", ["train.py", *self.config_args(), "--train_data", self.mindrecord / "train",
                                    "--dev_data", self.mindrecord / "dev", "--output_dir", self.run_dir, "--resume",
