@@ -15,10 +15,10 @@ TRIM = FeatureConfig(trim_db=35.0, trim_margin=0.1)
 
 
 def padded_tone(lead: float, speech: float, tail: float, seed: int = 0) -> np.ndarray:
-    """Silence with noise 50 dB under a tone burst: (lead + speech + tail) seconds."""
+    """A tone burst in noise about 57 dB under it: (lead + speech + tail) seconds."""
     rng = np.random.default_rng(seed)
     n_lead, n_speech, n_tail = (int(s * SR) for s in (lead, speech, tail))
-    x = 0.003 * rng.standard_normal(n_lead + n_speech + n_tail).astype(np.float32) / 10
+    x = 3e-4 * rng.standard_normal(n_lead + n_speech + n_tail).astype(np.float32)
     t = np.arange(n_speech) / SR
     x[n_lead:n_lead + n_speech] += 0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(n_speech) ** 0.1
     return x
