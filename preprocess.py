@@ -1,17 +1,23 @@
-"""Features for the C++ inference runner (ascend310_infer/): one .bin file per utterance and the list pairing them.
+"""Inputs for the C++ inference runner (ascend310_infer/): one .bin file per model input and item, and
+the lists pairing them.
 
 Usage:
-    python preprocess.py --manifest data/dev-clean.json --output_dir infer/dev-clean [--n_frames 1616] \\
-        [--config src/configs/jasper_tiny.yaml] [--set features.n_mels=64]
+    python preprocess.py --manifest data/dev-clean.json --output_dir infer/dev-clean --mindir jasper.mindir
+    python preprocess.py --manifest JSON --output_dir DIR --config src/configs/jasper_tiny.yaml [--n_frames 1616]
 
-For every utterance of the manifest (original speed), in manifest order, writes
-    DIR/features/<utt_id>.bin   float32 [1, n_mels, T_pad]: log-mel features exactly as eval.py computes
-                                them (no dither, normalised over the valid frames, zero after them)
-    DIR/lengths/<utt_id>.bin    int32 [1]: the number of valid frames
-    DIR/utterances.txt          utt_id<TAB>T_pad<TAB>reference transcript, one line per utterance
-With ``--n_frames N`` (the frame count the model was exported with) T_pad is N for every utterance;
-without it T_pad is the utterance's frame count rounded up to a multiple of features.pad_to (16), which
-only a model with an open time axis accepts.  Files are raw little-endian arrays (numpy ``tofile``).
+With ``--mindir`` the front end, the input names and the fixed input length come from the model's
+sidecar (``jasper.mindir.json``, written by export.py): the files hold exactly what the model was
+trained on.  A ``--config`` that disagrees with the sidecar is refused.  Without ``--mindir``,
+``--config`` (default src/configs/jasper_tiny.yaml) and ``--n_frames`` say it.
+
+For every item of the manifest (original speed), in manifest order, writes
+    DIR/<input name>/<utt_id>.bin   e.g. features float32 [1, F, T_pad] (no dither; zero after the valid
+                                    frames) and lengths int32 [1] (valid frames) for a sequence model
+    DIR/inputs.txt                  the runner's list: per item its input files with dtype and shape
+    DIR/utterances.txt              utt_id<TAB>T_pad<TAB>reference (transcript, or class for keywords)
+    DIR/model.json                  the sidecar, so postprocess.py needs no config
+T_pad is the model's fixed input length, or the item's frame count rounded up to a multiple of
+features.pad_to for a model with an open time axis.  Files are raw little-endian arrays.
 """
 from __future__ import annotations
 
@@ -26,46 +32,15 @@ log = logging.getLogger("preprocess")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", required=True, help="manifest JSON (NVIDIA Jasper format)")
+    p.add_argument("--manifest", required=True, help="manifest JSON")
     p.add_argument("--output_dir", required=True)
+    p.add_argument("--mindir", default=None, help="the exported model: its sidecar gives front end and shapes")
     p.add_argument("--n_frames", type=int, default=None,
-                   help="pad every utterance to this many frames (the model's fixed input length)")
-    p.add_argument("--config", default=None, help="YAML config for the feature settings (default: built-in)")
+                   help="pad every item to this many frames (default: the model's fixed input length)")
+    p.add_argument("--config", default=None, help="YAML config (default: the model's sidecar)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no_progress", action="store_true")
     return p.parse_args(argv)
-
-
-def utterance_features(audio, feature_cfg, n_frames: int | None, utt_id: str):
-    """audio (n,) float32 → (features float32 (1, n_mels, T_pad), valid frames).
-
-    Raises ValueError naming the utterance when it does not fit ``n_frames``.
-    """
-    import numpy as np
-
-    from src.audio.features import batch_features, padded_frames
-
-    if n_frames is None:
-        feats, lengths = batch_features([audio], feature_cfg)
-        return feats, int(lengths[0])
-    feats, lengths = batch_features([audio], feature_cfg, pad_to=1)
-    valid = int(lengths[0])
-    if valid > n_frames:
-        raise ValueError(f"utterance {utt_id} has {valid} frames ({len(audio) / feature_cfg.sample_rate:.2f} s), "
-                         f"more than --n_frames {n_frames}: export the model with a larger --n_frames "
-                         f"(at least {padded_frames(valid, feature_cfg.pad_to)}) and preprocess with that value")
-    out = np.zeros((1, feats.shape[1], n_frames), np.float32)
-    kept = min(n_frames, feats.shape[2])  # frames after the valid ones are zero either way
-    out[:, :, :kept] = feats[:, :, :kept]
-    return out, valid
-
-
-def write_array(path: Path, array) -> None:
-    """Raw little-endian bytes, renamed into place when complete."""
-    from src.fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        array.astype(array.dtype.newbyteorder("<"), copy=False).tofile(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,44 +50,65 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from src.audio.io import AudioError, load_audio
-    from src.config import ConfigError, load_config
-    from src.data.manifest import ManifestError, read_manifest
-    from src.fileio import atomic_write_text
+    from src.audio.features import batch_features
+    from src.audio.io import AudioError
+    from src.config import DEFAULT_CONFIG, ConfigError, config_to_dict, load_config
+    from src.data.manifest import ManifestError
+    from src.deploy.bins import MODEL_INFO, ListWriter, fit_frames
+    from src.deploy.sidecar import resolve_config
+    from src.fileio import atomic_write_json
+    from src.tasks import get_task
 
     start = time.perf_counter()
     out = Path(args.output_dir)
     try:
         if args.n_frames is not None and args.n_frames <= 0:
             raise ValueError(f"--n_frames must be positive, got {args.n_frames}")
-        fc = load_config(args.config, args.set).features
-        utts = read_manifest(args.manifest)
-        if not utts:
-            raise ValueError(f"{args.manifest} lists no utterances")
-        seen: set[str] = set()
-        for u in utts:
-            if u.utt_id in seen:
-                raise ValueError(f"{args.manifest}: utterance id {u.utt_id} appears twice; ids name the output files")
-            if any(c in u.transcript for c in "\t\r\n"):
-                raise ValueError(f"{args.manifest}: the transcript of {u.utt_id} contains a tab or line break")
-            seen.add(u.utt_id)
-        lines, audio_seconds, longest = [], 0.0, 0
-        for u in tqdm(utts, desc="preprocess", unit="utt", disable=args.no_progress):
-            audio, _ = load_audio(u.audio_path, target_sr=fc.sample_rate)
-            feats, valid = utterance_features(audio, fc, args.n_frames, u.utt_id)
-            write_array(out / "features" / f"{u.utt_id}.bin", feats)
-            write_array(out / "lengths" / f"{u.utt_id}.bin", np.array([valid], np.int32))
-            lines.append(f"{u.utt_id}\t{feats.shape[2]}\t{u.transcript}\n")
+        if args.mindir:
+            config, info = resolve_config(args.mindir, args.config, args.set)
+        else:
+            config, info = load_config(args.config or DEFAULT_CONFIG, args.set), None
+        task = get_task(config)
+        n_frames = args.n_frames
+        if info is not None:
+            names = [spec["name"] for spec in info.inputs]
+            if info.n_frames is not None:
+                if n_frames is not None and n_frames != info.n_frames:
+                    raise ValueError(f"--n_frames {n_frames} but {args.mindir} takes {info.n_frames} frames")
+                n_frames = info.n_frames
+            model_info = info.to_json()
+        else:
+            names = task.input_names
+            model_info = {"format": 0, "task": config.task, "classes": task.class_names(config),
+                          "config": config_to_dict(config), "length_convs": None}
+        fc = config.features
+        writer = ListWriter(out, names)
+        skipped, audio_seconds, longest = 0, 0.0, 0
+        items = task.preprocess_items(args.manifest, config)
+        for utt_id, reference, load in tqdm(items, desc="preprocess", unit="item", disable=args.no_progress):
+            try:
+                audio = load()
+            except (AudioError, FileNotFoundError) as e:
+                log.warning("skipping %s: %s", utt_id, e)
+                skipped += 1
+                continue
+            feats, lengths = batch_features([audio], fc, pad_to=1)
+            valid = int(lengths[0])
+            arrays = {"features": fit_frames(feats, valid, n_frames, fc.pad_to, utt_id),
+                      "lengths": np.array([valid], np.int32)}
+            writer.add(utt_id, [arrays[n] for n in names], reference)
             audio_seconds += len(audio) / fc.sample_rate
             longest = max(longest, valid)
-        # Written last: a complete list means every file it names is complete.
-        atomic_write_text(out / "utterances.txt", "".join(lines))
+        if not writer.items:
+            raise ValueError(f"{args.manifest}: no usable items")
+        atomic_write_json(out / MODEL_INFO, model_info)
+        writer.close()   # last: complete lists name complete files
     except (ConfigError, ManifestError, AudioError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
-    shape = f"{args.n_frames} frames each" if args.n_frames else f"padded to multiples of {fc.pad_to} frames"
-    log.info("preprocessed %d utterances (%.1f s of audio, longest %d frames; %s) into %s in %.1f s",
-             len(lines), audio_seconds, longest, shape, out, time.perf_counter() - start)
+    shape = f"{n_frames} frames each" if n_frames else f"padded to multiples of {fc.pad_to} frames"
+    log.info("preprocessed %d items (%.1f s of audio, longest %d frames; %s; %d skipped) into %s in %.1f s",
+             len(writer.items), audio_seconds, longest, shape, skipped, out, time.perf_counter() - start)
     return 0
 
 

@@ -1,4 +1,6 @@
-"""Train Jasper with CTC on CPU, GPU or Ascend; standalone or data parallel; resumable.
+"""Train any model of the zoo (Jasper, DeepSpeech2, DS-CNN) on CPU, GPU or Ascend; standalone or data
+parallel; resumable.  The config's task picks the loss and the evaluation (CTC and WER for speech
+recognition, cross-entropy and accuracy for keyword spotting).
 
 Usage:
     python train.py --config src/configs/jasper_tiny.yaml --train_data data/mindrecord/train \\
@@ -7,9 +9,9 @@ Usage:
         [--pre_trained_model_path CKPT] [--is_distributed] [--set section.key=value ...]
 
 ``--train_data``/``--dev_data`` take a MindRecord folder (create_mindrecord.py) or a manifest JSON
-(written to MindRecord under the output folder first).  ``--data_dir DIR`` is a shorthand for
+(written to MindRecord under the output folder first).    ``--data_dir DIR`` is a shorthand for
 ``--train_data DIR/train --dev_data DIR/dev``.  Checkpoints, the resolved config.yaml, the training
-log (CSV/JSON lines) and a loss/WER plot go to ``OUTPUT_DIR/checkpoints``; ``--resume`` continues
+log (CSV/JSON lines) and a loss/metric plot go to ``OUTPUT_DIR/checkpoints``; ``--resume`` continues
 from the newest checkpoint there (model, optimizer, LR position, loss scale, EMA, data position).
 Distributed runs are launched by scripts/run_distribute_train_{cpu,gpu,ascend}.sh.
 """
@@ -33,10 +35,12 @@ def _bool(value: str) -> bool:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="src/configs/jasper_tiny.yaml")
+    from src.config import DEFAULT_CONFIG
+    from src.runtime import DEVICES
+    p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--train_data", help="MindRecord folder or manifest JSON")
-    p.add_argument("--dev_data", help="MindRecord folder or manifest JSON for periodic dev WER")
+    p.add_argument("--dev_data", help="MindRecord folder or manifest JSON for periodic dev evaluation")
     p.add_argument("--data_dir", help="folder with train/ (and dev/) MindRecord folders")
     p.add_argument("--output_dir", default="runs/jasper")
     p.add_argument("--epochs", type=int, default=None, help="overrides train.epochs")
@@ -46,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="initialise the model weights from this checkpoint")
     p.add_argument("--is_distributed", nargs="?", const=True, default=None, type=_bool,
                    help="data-parallel training (set automatically under msrun / a rank table)")
-    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
+    p.add_argument("--device_target", choices=DEVICES, default="CPU")
     p.add_argument("--device_id", type=int, default=0)
     p.add_argument("--loss_scale", default=None, help="none | dynamic | a fixed value (train.loss_scale)")
     p.add_argument("--amp_level", default=None, help="auto | O0 | O1 | O2 | O3 (train.amp_level)")
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.data.manifest import ManifestError
     from src.training.distributed import init_cluster, launched_distributed
     from src.runtime import configure_device
+    from src.tasks import get_task
     from src.training.trainer import RunOptions, Trainer
 
     overrides = list(args.set)
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = init_cluster(distributed)
         options = RunOptions(args.train_data, args.dev_data, args.output_dir, args.device_target, args.epochs,
                              args.max_steps, args.resume, args.pretrained, progress=not args.no_progress)
-        Trainer(config, options, cluster).run()
+        Trainer(config, options, cluster, get_task(config)).run()
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1

@@ -85,7 +85,7 @@ def load_devset(path: str | Path) -> DevSet:
 def collect_devset(model, data, labels, meta: dict, progress: bool = True) -> DevSet:
     """Run ``model`` over ``data`` (a SpeechData with train=False) once, keeping each utterance's
     valid output frames and its reference."""
-    from src.inference import iterate_predictions
+    from src.tasks.asr import iterate_predictions
 
     dev = DevSet([], [], [], meta)
     for utt_ids, log_probs, out_lengths, tokens, token_lengths in iterate_predictions(model, data, progress,
@@ -202,7 +202,7 @@ def acoustic_devset(args: argparse.Namespace, cache: Path) -> DevSet:
     from src.config import load_config
     from src.data.dataset import SpeechData
     from src.data.mindrecord import mindrecord_for
-    from src.inference import load_checkpoint_model, load_mindir_model
+    from src.deploy.loading import load_checkpoint_model, load_mindir_model
     from src.runtime import configure_device
     from src.text.labels import load_labels
 

@@ -63,6 +63,7 @@ mkdir -p "$build"
   cmake --build "$build" -j "$(nproc)" >>"$build/cmake.log" 2>&1 \
     || { grep -E "error|undefined" "$build/cmake.log" | head -n 30 >&2; die "build failed (log: $build/cmake.log)"; }
   echo "$root/lib" > "$build/mindspore_lib_dir"
-  log "runner built for $backend in $((SECONDS - start)) s: $build/jasper_infer"
+  rm -f "$build/jasper_infer"  # the runner's former name: no caller may run a stale binary by it
+  log "runner built for $backend in $((SECONDS - start)) s: $build/zoo_infer"
 ) 9>"$build.lock"
 echo "$build"

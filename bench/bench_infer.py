@@ -7,14 +7,14 @@ Usage:
                                 [--output bench/results/adhoc/infer.json]
 
 For each preset (``src/configs/<preset>.yaml``) a Jasper with randomly initialised weights (the speed
-does not depend on the weights) is saved as a checkpoint, loaded back with src.inference's loader and
-exported by export.py's ``export`` with a fixed input (1, n_mels, N) plus its ``NAME.mindir.json``
+does not depend on the weights) is saved as a checkpoint, loaded back with src.deploy.loading and
+exported by src.deploy.export.export_model with a fixed input (1, n_mels, N) plus its ``NAME.mindir.json``
 (and an ONNX for the C++ runner), into a temporary folder (or ``--work_dir``).  One utterance of
 ``--seconds`` of synthetic speech-like int16 PCM is then run three ways:
 
-    mindir      src.inference.load_mindir_model: ``mindspore.load`` + ``nn.GraphCell`` behind
+    mindir      src.deploy.loading.load_mindir_model: ``mindspore.load`` + ``nn.GraphCell`` behind
                 FixedShapeModel (what eval.py / transcribe.py do with ``--mindir``)
-    checkpoint  the Jasper cell from the checkpoint (src.inference.load_checkpoint_model) in GRAPH_MODE,
+    checkpoint  the Jasper cell from the checkpoint (src.deploy.loading.load_checkpoint_model) in GRAPH_MODE,
                 for reference
     lite        the Ascend-310 C++ runner (ascend310_infer/) built against the MindSpore Lite 2.0 CPU
                 runtime, on the model converted ONNX → Lite exactly as scripts/run_infer_310.sh does
@@ -155,17 +155,13 @@ class LiteRunner:
         self.convert_s = time.perf_counter() - start
         self.lib_dir = (self.build_dir / "mindspore_lib_dir").read_text().strip()
         # preprocess.py's layout: the same utterance calls + 1 times, the first one an untimed warm-up
-        from preprocess import write_array
-        from src.fileio import atomic_write_text
+        from src.deploy.bins import ListWriter
 
         self.input_dir = work / "runner_input"
-        lines = []
+        writer = ListWriter(self.input_dir, ("features", "lengths"))
         for i in range(calls + 1):
-            utt_id = f"bench-{i:04d}"
-            write_array(self.input_dir / "features" / f"{utt_id}.bin", features)
-            write_array(self.input_dir / "lengths" / f"{utt_id}.bin", np.array([valid], np.int32))
-            lines.append(f"{utt_id}\t{features.shape[2]}\tbench\n")
-        atomic_write_text(self.input_dir / "utterances.txt", "".join(lines))
+            writer.add(f"bench-{i:04d}", [features, np.array([valid], np.int32)], "bench")
+        writer.close()
         self.result_dir = work / "runner_result"
 
     def run(self) -> list[float]:
@@ -174,12 +170,12 @@ class LiteRunner:
         env = dict(os.environ, GLOG_v=os.environ.get("GLOG_v", "3"),
                    LD_LIBRARY_PATH=self.lib_dir + (":" + os.environ["LD_LIBRARY_PATH"]
                                                    if os.environ.get("LD_LIBRARY_PATH") else ""))
-        r = subprocess.run([str(self.build_dir / "jasper_infer"), "--mindir_path", str(self.model),
+        r = subprocess.run([str(self.build_dir / "zoo_infer"), "--mindir_path", str(self.model),
                             "--input_dir", str(self.input_dir), "--result_dir", str(self.result_dir),
                             "--device_target", "CPU"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=3600)
         if r.returncode != 0:
-            raise RuntimeError(f"jasper_infer failed (exit {r.returncode}): {tail(r.stderr, 8)}")
+            raise RuntimeError(f"zoo_infer failed (exit {r.returncode}): {tail(r.stderr, 8)}")
         rows = (self.result_dir / "timing.tsv").read_text().splitlines()[1:]
         return [float(line.split("\t")[2]) / 1000.0 for line in rows[1:]]
 
@@ -196,15 +192,16 @@ def worker(args: argparse.Namespace) -> int:
     os.environ["MS_CPU_THREADS"] = str(args.threads)
     import mindspore as ms
 
-    import export
     from bench.bench_features import synthetic_speech
-    from preprocess import utterance_features
+    from src.deploy.bins import fit_frames
+    from src.deploy.export import export_model
     from src.audio.features import batch_features, num_frames, padded_frames
     from src.audio.io import float_to_int16, int16_to_float
     from src.config import load_config
     from src.decoding.greedy import greedy_decode
-    from src.inference import load_checkpoint_model, load_mindir_model, predict
-    from src.models.jasper import build_model, count_parameters  # caps oneDNN's ISA before any kernel
+    from src.deploy.loading import load_checkpoint_model, load_mindir_model
+    from src.tasks.asr import predict
+    from src.models import build_model, count_parameters  # caps oneDNN's ISA before any kernel
     from src.runtime import configure_device
     from src.text.labels import load_labels
     from src.training.checkpoint import write_checkpoint
@@ -235,10 +232,10 @@ def worker(args: argparse.Namespace) -> int:
         del model
         checkpoint_model = load_checkpoint_model(config, work / "random.ckpt")
         start = time.perf_counter()
-        mindir = export.export(checkpoint_model, str(work / "jasper"), "MINDIR", n_frames, 1, fc.n_mels)
+        mindir = export_model(checkpoint_model, config, labels.symbols, str(work / "jasper"), "MINDIR", n_frames)
         export_s = time.perf_counter() - start
         if "lite" in args.methods:
-            export.export(checkpoint_model, str(work / "jasper"), "ONNX", n_frames, 1, fc.n_mels)
+            export_model(checkpoint_model, config, labels.symbols, str(work / "jasper"), "ONNX", n_frames)
         mindir_model = load_mindir_model(mindir)
         models = {"mindir": mindir_model, "checkpoint": checkpoint_model}
         models = {m: models[m] for m in args.methods if m in models}
@@ -275,7 +272,8 @@ def worker(args: argparse.Namespace) -> int:
         if "lite" in args.methods:
             try:
                 start = time.perf_counter()
-                padded, valid = utterance_features(int16_to_float(pcm), fc, n_frames, "bench")
+                padded = fit_frames(feats, int(lengths[0]), n_frames, fc.pad_to, "bench")
+                valid = int(lengths[0])
                 runner = LiteRunner(mindir, work, padded, valid, args.calls)
                 runner.run()  # warm-up process: page cache, first load
                 reference = outputs.get("mindir")

@@ -168,8 +168,8 @@ def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, thre
     import mindspore as ms
     from mindspore import Tensor
 
-    from src.models.jasper import build_model  # sets the oneDNN ISA cap before the first kernel
-    from src.text.labels import load_labels
+    from src.models import build_model  # the family's module sets the oneDNN ISA cap before the first kernel
+    from src.tasks import get_task
     from src.training.optim import build_optimizer, weights_only
     from src.training.train_step import TrainStep, make_loss_scaler
 
@@ -181,7 +181,7 @@ def run_mindspore(config: Config, data: tuple[np.ndarray, ...], steps: int, thre
     model.set_train(True)
     optimizer = build_optimizer(model.trainable_params(), config.optim, total_steps=100_000,
                                 decay_filter=None if config.optim.decay_norm_and_bias else weights_only)
-    step_cell = TrainStep(model, optimizer, load_labels(config.labels_path).blank, make_loss_scaler(config.train),
+    step_cell = TrainStep(get_task(config).loss_cell(model, config), optimizer, make_loss_scaler(config.train),
                           grad_clip=config.optim.grad_clip, ema_decay=config.train.ema)
     args = tuple(Tensor(a) for a in data)
     losses: list[float] = []

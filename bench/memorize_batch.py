@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from src.config import load_config
     from src.data.dataset import SpeechData
-    from src.models.jasper import build_model
+    from src.models import build_model
+    from src.tasks.asr import CTCLoss
     from src.runtime import configure_device
     from src.training.optim import build_optimizer
     from src.training.train_step import TrainStep, make_loss_scaler
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(config)
         model.set_train(True)
         optim_cfg = dataclasses.replace(config.optim, name=name, lr=float(lr), warmup_steps=0, decay="constant")
-        step = TrainStep(model, build_optimizer(model.trainable_params(), optim_cfg, args.steps + 1),
-                         data.labels.blank, make_loss_scaler(config.train))
+        step = TrainStep(CTCLoss(model, data.labels.blank),
+                         build_optimizer(model.trainable_params(), optim_cfg, args.steps + 1), make_loss_scaler(config.train))
         losses = [float(step(*batch)[0].asnumpy()) for _ in range(args.steps)]
         print(f"{spec:<16}" + " ".join(f"{losses[i]:8.1f}" for i in range(0, args.steps, 10)), flush=True)
     return 0

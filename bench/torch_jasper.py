@@ -32,7 +32,8 @@ except ImportError as e:  # an optional dependency: say how to get it
     raise ImportError("bench/torch_jasper.py needs PyTorch, an optional dependency of the benchmarks: "
                       "pip install torch==2.13.0") from e
 
-from src.config import BlockConfig, Config, ModelConfig
+from src.config import Config
+from src.models.jasper import BlockConfig, JasperConfig as ModelConfig
 from src.text.labels import load_labels
 
 __all__ = ["MaskedConv1d", "JasperBlock", "JasperEncoder", "JasperDecoder", "TorchJasper", "build_torch_model",

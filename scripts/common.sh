@@ -223,11 +223,12 @@ prepare_lite_model() {
   rm -f "$converted.mindir"  # MindSpore writes read-only files; the converter would not overwrite one
   LD_LIBRARY_PATH="$(cat "$build/mindspore_lib_dir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" GLOG_v="${GLOG_v:-3}" \
     "$build/convert_to_lite" "$onnx" "$converted" mindir >&2 || die "converting $onnx for MindSpore Lite failed"
-  # An ONNX exported with another --n_frames or --batch_size than the MindIR must not pass unnoticed.
+  # An ONNX exported with another --n_frames or --batch_size than the MindIR must not pass unnoticed:
+  # every input's shape must agree (one line per model: its input shapes, e.g. "1x64x368 1").
   local shapes
   mapfile -t shapes < <("$py" "$tool" shape "$mindir" "$converted.mindir")
   [ "${#shapes[@]}" -eq 2 ] || die "cannot read the input shapes of $mindir and $converted.mindir"
-  [ "${shapes[0]}" = "${shapes[1]}" ] || die "$onnx takes features [${shapes[1]}] but $mindir takes [${shapes[0]}]:
+  [ "${shapes[0]}" = "${shapes[1]}" ] || die "$onnx takes inputs of shapes (${shapes[1]}) but $mindir takes (${shapes[0]}):
     export both with the same --n_frames and --batch_size (or delete $onnx to re-export it from the MindIR)"
   echo "$converted.mindir"
 }

@@ -18,21 +18,49 @@ import yaml
 from src.fileio import atomic_write_text
 
 
+FRONT_ENDS = ("logmel", "spectrogram", "mfcc")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel front end of NVIDIA's Jasper (see src/audio/features.py)."""
+    """The front end (src/audio/features.py), chosen by ``kind``:
+
+    * ``logmel``: NVIDIA Jasper's log-mel filterbank, ``n_mels`` rows, per-feature normalisation;
+    * ``spectrogram``: deepspeech.pytorch's log1p |STFT|, ``n_fft // 2 + 1`` rows, one mean/std per utterance;
+    * ``mfcc``: TensorFlow speech_commands' MFCC, ``n_mfcc`` rows (``n_mels`` mel channels fmin..fmax).
+    """
+    kind: str = "logmel"
     sample_rate: int = 16000
     n_fft: int = 512
     win_length: int = 320          # 20 ms symmetric Hann, centred in the n_fft frame
     hop_length: int = 160          # 10 ms
+    window: str = "hann"           # hann | hamming (spectrogram)
     n_mels: int = 64
-    preemph: float = 0.97
+    n_mfcc: int = 10               # mfcc only
+    fmin: float = 0.0
+    fmax: float = 0.0              # 0: sample_rate / 2
+    preemph: float = 0.97          # logmel only
     log_zero_guard: float = 1e-20
     norm_eps: float = 1e-5         # added to the per-feature standard deviation
     dither: float = 1e-5           # training only
     pad_to: int = 16               # batched frame counts are padded to a multiple of this
     trim_db: float = 0.0           # > 0: cut edge silence, this many dB under the loudest 10 ms (src/audio/trim.py)
     trim_margin: float = 0.1       # seconds kept before and after the loud part when trimming
+
+    @property
+    def feature_dim(self) -> int:
+        """Rows of the feature matrix: the model's ``in_features``."""
+        return {"logmel": self.n_mels, "spectrogram": self.n_fft // 2 + 1, "mfcc": self.n_mfcc}[self.kind]
+
+    def validate(self) -> None:
+        _one_of("features.kind", self.kind, FRONT_ENDS)
+        _one_of("features.window", self.window, ("hann", "hamming"))
+        for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc", "pad_to"):
+            _at_least(f"features.{key}", getattr(self, key), 1)
+        if self.win_length > self.n_fft:
+            raise ConfigError(f"features.win_length={self.win_length} exceeds features.n_fft={self.n_fft}")
+        for key in ("dither", "trim_db", "trim_margin", "fmin", "fmax"):
+            _at_least(f"features.{key}", getattr(self, key), 0)
 
 
 @dataclass(frozen=True)
@@ -61,43 +89,11 @@ class DataConfig:
     sortagrad: int = 0             # the first N epochs go shortest batches first (DeepSpeech2's SortaGrad)
     seed: int = 42
 
-
-@dataclass(frozen=True)
-class BlockConfig:
-    """One Jasper block: ``repeat`` sub-blocks of conv → BN → ReLU → dropout (the last one's ReLU and
-    dropout come after the residual sum)."""
-    filters: int
-    repeat: int = 1
-    kernel: int = 11
-    stride: int = 1
-    dilation: int = 1
-    dropout: float = 0.0
-    residual: bool = False      # takes (dense) residual inputs from earlier blocks
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """A Jasper network: prologue, B blocks and epilogue as one list (src/models/jasper.py)."""
-    name: str = "jasper"
-    blocks: tuple[BlockConfig, ...] = ()
-    dense_residual: bool = True  # each residual block sees every earlier block's output (Jasper "DR")
-    bn_eps: float = 1e-3
-    bn_momentum: float = 0.1     # PyTorch convention (weight of the new batch statistic)
-    init: str = "xavier_uniform"
-
-    def residual_plan(self, in_channels: int) -> list[tuple[BlockConfig, int, tuple[int, ...], bool]]:
-        """Per block: (block, input channels, channels of its residual sources, whether its output
-        joins the sources of later blocks).  NVIDIA's rule: the sources start with the encoder input,
-        a dense residual block appends its output, any other block restarts them with its own."""
-        if not self.blocks:
-            raise ValueError("model.blocks is empty")
-        plan, channels, sources = [], in_channels, [in_channels]
-        for block in self.blocks:
-            keep = block.residual and self.dense_residual
-            plan.append((block, channels, tuple(sources) if block.residual else (), keep))
-            sources = sources + [block.filters] if keep else [block.filters]
-            channels = block.filters
-        return plan
+    def validate(self) -> None:
+        for key in ("batch_size", "num_buckets", "num_parallel_workers"):
+            _at_least(f"data.{key}", getattr(self, key), 1)
+        _greater("data.max_duration", self.max_duration, 0)
+        _at_least("data.sortagrad", self.sortagrad, 0)
 
 
 @dataclass(frozen=True)
@@ -116,6 +112,15 @@ class OptimConfig:
     decay: str = "exponential"  # exponential | polynomial | constant, from lr down to min_lr at the end
     min_lr: float = 1e-5
     power: float = 2.0          # polynomial decay exponent
+
+    def validate(self) -> None:
+        _one_of("optim.name", self.name, ("novograd", "adamw", "sgd"))
+        _one_of("optim.decay", self.decay, ("exponential", "polynomial", "constant"))
+        _greater("optim.lr", self.lr, 0)
+        for key in ("eps", "weight_decay", "grad_clip", "warmup_steps", "hold_steps", "min_lr", "momentum"):
+            _at_least(f"optim.{key}", getattr(self, key), 0)
+        for i, b in enumerate(self.betas):
+            _in_range(f"optim.betas[{i}]", b, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -138,20 +143,91 @@ class TrainConfig:
     eval_every: int = 0         # optimizer steps between dev evaluations; 0 = at each epoch end
     seed: int = 1
 
+    def validate(self) -> None:
+        for key in ("epochs", "max_steps", "max_minutes", "eval_every"):
+            _at_least(f"train.{key}", getattr(self, key), 0)
+        for key in ("accumulate", "log_every", "checkpoint_every", "keep_checkpoints", "loss_scale_window"):
+            _at_least(f"train.{key}", getattr(self, key), 1)
+        _in_range("train.ema", self.ema, 0, 1)
+        _greater("train.loss_scale_init", self.loss_scale_init, 0)
+
+
+@dataclass(frozen=True)
+class KwsConfig:
+    """Keyword spotting as TensorFlow's speech_commands example defines it (src/tasks/kws.py)."""
+    wanted_words: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+    clip_duration_ms: int = 1000
+    silence_percentage: float = 10.0   # of every split, drawn from _background_noise_
+    unknown_percentage: float = 10.0   # of every split, drawn from the other words
+    time_shift_ms: float = 100.0       # training: shift uniform in ±this, zero fill
+    background_frequency: float = 0.8  # training: probability of mixing in background noise
+    background_volume: float = 0.1     # training: noise volume uniform in [0, this]
+    # streaming detection (TensorFlow's RecognizeCommands)
+    stride_ms: float = 20.0
+    average_window_ms: float = 1000.0
+    detection_threshold: float = 0.7
+    suppression_ms: float = 1500.0
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names in output order: _silence_, _unknown_, then the wanted words."""
+        return ("_silence_", "_unknown_", *self.wanted_words)
+
+    def validate(self) -> None:
+        if not self.wanted_words or len(set(self.wanted_words)) != len(self.wanted_words):
+            raise ConfigError(f"kws.wanted_words must be distinct words, got {list(self.wanted_words)}")
+        _at_least("kws.clip_duration_ms", self.clip_duration_ms, 1)
+        for key in ("silence_percentage", "unknown_percentage", "time_shift_ms", "background_volume", "stride_ms",
+                    "average_window_ms", "suppression_ms"):
+            _at_least(f"kws.{key}", getattr(self, key), 0)
+        for key in ("background_frequency", "detection_threshold"):
+            _in_range(f"kws.{key}", getattr(self, key), 0, 1)
+
+
+TASKS = ("asr", "kws")
+
 
 @dataclass(frozen=True)
 class Config:
-    labels_path: str = "labels.json"
+    task: str = "asr"                  # asr (CTC transcription) | kws (keyword classification)
+    labels_path: str = "labels.json"   # asr: output symbols (CTC blank last)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = None                  # the family's config dataclass (src/models), typed by model.name
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    kws: KwsConfig = field(default_factory=KwsConfig)
+
+    def validate(self) -> None:
+        _one_of("task", self.task, TASKS)
+
+
+DEFAULT_CONFIG = "src/configs/jasper_tiny.yaml"   # what entry points use without --config
 
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{key}={value} must be >= {low}")
+
+
+def _greater(key: str, value: float, low: float) -> None:
+    if not value > low:
+        raise ConfigError(f"{key}={value} must be > {low}")
+
+
+def _in_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value} must be within [{low}, {high}]")
+
+
+def _one_of(key: str, value: str, choices: Iterable[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} must be one of {list(choices)}")
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -202,11 +278,39 @@ def _build(cls: type, data: dict, where: str) -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _check_type(value, hints[name], f"{where}.{name}" if where else name)
+        key = f"{where}.{name}" if where else name
+        if cls is Config and name == "model":
+            kwargs[name] = _build_model_section(value, key)
+        else:
+            kwargs[name] = _check_type(value, hints[name], key)
+    if cls is Config and "model" not in kwargs:
+        kwargs["model"] = _build_model_section({}, "model")
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except TypeError as e:  # a required field is missing
         raise ConfigError(f"{where or 'config'}: {e}") from None
+    if hasattr(built, "validate"):
+        try:
+            built.validate()
+        except ConfigError:
+            raise
+        except ValueError as e:   # a family's own check
+            raise ConfigError(str(e)) from None
+    return built
+
+
+def _build_model_section(value: Any, where: str) -> Any:
+    """The ``model:`` mapping as the config dataclass of the family its ``name`` selects."""
+    from src.models import model_config_class
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    name = value.get("name", "jasper")
+    try:
+        cls = model_config_class(name)
+    except ValueError as e:
+        raise ConfigError(f"{where}.name: {e}") from None
+    return _build(cls, value, where)
 
 
 def _apply_override(tree: dict, override: str) -> None:

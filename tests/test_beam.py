@@ -308,7 +308,7 @@ def test_tune_lm_runs_the_acoustic_model_once(mindrecord_dir, tmp_path):
     from src.models.jasper import build_model
     from src.runtime import configure_device
 
-    tiny = {"model": {"name": "beam_test", "blocks": [{"filters": 16, "kernel": 11, "stride": 2},
+    tiny = {"model": {"name": "jasper", "blocks": [{"filters": 16, "kernel": 11, "stride": 2},
                                                       {"filters": 16, "kernel": 1}]}, "data": {"batch_size": 4}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     configure_device("CPU")

@@ -1,6 +1,6 @@
 import pytest
 
-from src.inference import UtteranceResult, utterance_report
+from src.tasks.asr import UtteranceResult, utterance_report
 from src.metrics.breakdown import ReportRow, read_report, word_accuracy_by_frequency, wer_by_group
 from src.metrics.wer import ErrorRates, word_counts
 

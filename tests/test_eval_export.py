@@ -15,12 +15,13 @@ from mindspore import Tensor
 
 from src.audio.features import batch_features
 from src.config import config_from_dict
-from src.inference import load_checkpoint_model, load_mindir_model, predict
+from src.deploy.loading import load_checkpoint_model, load_mindir_model
+from src.tasks.asr import predict
 from src.models.jasper import build_model
 from src.runtime import configure_device
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"model": {"name": "jasper_small_test", "blocks": [
+SMALL = {"model": {"name": "jasper", "blocks": [
     {"filters": 32, "kernel": 11, "stride": 2},
     {"filters": 32, "repeat": 2, "kernel": 11, "residual": True},
     {"filters": 48, "kernel": 13, "dilation": 2},

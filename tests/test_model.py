@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.config import Config, ModelConfig, config_from_dict, load_config
+from src.config import Config, config_from_dict, load_config
+from src.models.jasper import JasperConfig as ModelConfig
 from src.models.jasper import Jasper, build_model, count_parameters, exported_form
 from src.text.labels import load_labels
 

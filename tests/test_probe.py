@@ -1,4 +1,4 @@
-"""Probe sets re-rendered from a generated corpus's plan (src/data/probe.py, utils/probe_corpus.py)."""
+"""Probe sets re-rendered from a generated corpus's plan (utils/corpus/probe.py, utils/probe_corpus.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.data import probe as P
-from src.data import synthetic as S
+from utils.corpus import probe as P
+from utils.corpus import synthetic as S
 from src.data.manifest import read_manifest
 
 pytestmark = [pytest.mark.needs_tools,

@@ -14,13 +14,14 @@ torch = pytest.importorskip("torch")
 from bench.torch_jasper import build_torch_model, mindspore_state_from_torch  # noqa: E402
 from src.audio.features import batch_features  # noqa: E402
 from src.config import config_from_dict, load_config  # noqa: E402
-from src.inference import load_checkpoint_model, predict  # noqa: E402
+from src.deploy.loading import load_checkpoint_model  # noqa: E402
+from src.tasks.asr import predict  # noqa: E402
 from src.models.convert import ConversionError, convert_state_dict  # noqa: E402
 from src.models.jasper import build_model  # noqa: E402
 from src.runtime import configure_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"model": {"name": "jasper_pt_test", "blocks": [
+SMALL = {"model": {"name": "jasper", "blocks": [
     {"filters": 32, "kernel": 11, "stride": 2},
     {"filters": 32, "repeat": 3, "kernel": 11, "residual": True},
     {"filters": 40, "repeat": 2, "kernel": 13, "residual": True},

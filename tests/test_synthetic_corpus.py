@@ -1,4 +1,4 @@
-"""The synthetic LibriSpeech-layout corpus generator (src/data/synthetic.py, utils/make_synthetic_corpus.py)."""
+"""The synthetic LibriSpeech-layout corpus generator (utils/corpus/synthetic.py, utils/make_synthetic_corpus.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.data import synthetic as S
+from utils.corpus import synthetic as S
 
 TOOLS = ("sox", "espeak-ng", "bible")
 needs_tools = [pytest.mark.needs_tools,

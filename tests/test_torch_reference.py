@@ -17,7 +17,8 @@ from bench.torch_jasper import (NovoGrad, TrainStep, build_torch_model,  # noqa:
 from src.config import Config, config_from_dict, load_config  # noqa: E402
 from src.models.jasper import build_model  # noqa: E402
 from src.training.optim import build_optimizer  # noqa: E402
-from src.training.train_step import CTCLoss, TrainStep as MsTrainStep, make_loss_scaler  # noqa: E402
+from src.tasks.asr import CTCLoss  # noqa: E402
+from src.training.train_step import TrainStep as MsTrainStep, make_loss_scaler  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "configs"
 BLANK = 28
@@ -206,7 +207,7 @@ def test_train_steps_match_mindspore_train_step():
     torch_step = TrainStep(torch_model, NovoGrad(torch_model.parameters(), lr=opt.lr, betas=tuple(opt.betas),
                                                  eps=opt.eps, weight_decay=opt.weight_decay), BLANK)
     ms_optimizer = build_optimizer(ms_model.trainable_params(), opt, total_steps=3)
-    ms_step = MsTrainStep(ms_model, ms_optimizer, BLANK, make_loss_scaler(config.train))
+    ms_step = MsTrainStep(CTCLoss(ms_model, BLANK), ms_optimizer, make_loss_scaler(config.train))
     ms_args = (Tensor(x), Tensor(lengths), Tensor(tokens), Tensor(token_lengths))
     torch_args = (torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(tokens).long(),
                   torch.from_numpy(token_lengths).long())

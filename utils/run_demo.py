@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
-from src.data.probe import PROBE_SETS, load_plan  # noqa: E402
+from utils.corpus.probe import PROBE_SETS, load_plan  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
-from src.data.synthetic import make_corpus, resolve_config  # noqa: E402
+from utils.corpus.synthetic import make_corpus, resolve_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 from src.log import setup_logging  # noqa: E402
 from src.metrics.breakdown import read_report, wer_by_group, word_accuracy_by_frequency  # noqa: E402

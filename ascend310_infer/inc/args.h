@@ -1,20 +1,20 @@
 // Command-line options of the runner.
-#ifndef JASPER_INFER_ARGS_H_
-#define JASPER_INFER_ARGS_H_
+#ifndef ZOO_INFER_ARGS_H_
+#define ZOO_INFER_ARGS_H_
 
 #include <cstdint>
 #include <string>
 
 #include "status.h"
 
-namespace jasper {
+namespace zoo {
 
 enum class Device { kAscend, kCpu };
 
 struct Options {
   std::string mindir_path;
-  std::string input_dir;   // preprocess.py's output: utterances.txt, features/, lengths/
-  std::string result_dir;  // receives <utt_id>_0.bin, <utt_id>_1.bin and timing.tsv
+  std::string input_dir;   // preprocess.py's output: inputs.txt and the .bin files it lists
+  std::string result_dir;  // receives <utt_id>_<k>.bin for every model output k, and timing.tsv
   Device device = Device::kAscend;
   uint32_t device_id = 0;
   bool help = false;
@@ -26,6 +26,6 @@ Status ParseArgs(int argc, const char *const *argv, Options *options);
 // The --help text.
 std::string Usage(const std::string &program);
 
-}  // namespace jasper
+}  // namespace zoo
 
-#endif  // JASPER_INFER_ARGS_H_
+#endif  // ZOO_INFER_ARGS_H_

@@ -1,9 +1,7 @@
-// A loaded acoustic model: features [1, n_mels, T] float32 + lengths [1] int32 →
-// log-probabilities [1, T', classes] float32 + output lengths [1] int32.
-#ifndef JASPER_INFER_MODEL_RUNNER_H_
-#define JASPER_INFER_MODEL_RUNNER_H_
+// A loaded model with N inputs and M outputs, run on one utterance's tensors at a time.
+#ifndef ZOO_INFER_MODEL_RUNNER_H_
+#define ZOO_INFER_MODEL_RUNNER_H_
 
-#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,8 +11,9 @@
 #include "include/api/model.h"
 #include "include/api/types.h"
 #include "status.h"
+#include "tensor_spec.h"
 
-namespace jasper {
+namespace zoo {
 
 class ModelRunner {
  public:
@@ -26,34 +25,34 @@ class ModelRunner {
 
   // How the model was built (for the log): "GraphCell" or "model file".
   const std::string &build_route() const { return build_route_; }
-  // The feature input's shape as built, e.g. [1, 64, 1616] (-1 for open dimensions).
-  const std::vector<int64_t> &built_feature_shape() const { return built_feature_shape_; }
+  // The model's inputs, in its order: names, element types and shapes as built (-1: open dimension).
+  size_t input_count() const { return input_names_.size(); }
+  const std::vector<std::string> &input_names() const { return input_names_; }
+  ElementType input_type(size_t i) const { return input_types_[i]; }
+  const std::vector<int64_t> &built_shape(size_t i) const { return built_shapes_[i]; }
 
-  // Makes the model take features of `frames` frames, resizing it when it was built for another length.
-  Status PrepareFor(int64_t frames);
-  // Bytes of the features and lengths files the prepared input shapes need, and their description.
-  size_t FeatureBytes() const;
-  size_t LengthBytes() const;
-  std::string FeatureDescription() const;
-  std::string LengthDescription() const;
+  // Makes the model take inputs of `shapes` (one per input), resizing it when they differ from the
+  // current ones.  A model exported with a fixed shape cannot change it: the error says what to do.
+  Status PrepareFor(const std::vector<std::vector<int64_t>> &shapes);
 
-  // Runs the model; `features` and `lengths` must hold FeatureBytes() and LengthBytes() bytes.
-  // `outputs` receives the log-probabilities (float32) and the output lengths (int32).
-  Status Predict(const std::vector<uint8_t> &features, const std::vector<uint8_t> &lengths,
-                 std::vector<mindspore::MSTensor> *outputs);
+  // Runs the model on `inputs`, one buffer per input holding a tensor of the prepared shape and the
+  // input's element type.  `outputs` receives every output of the model, in its order.
+  Status Predict(const std::vector<std::vector<uint8_t>> &inputs, std::vector<mindspore::MSTensor> *outputs);
 
  private:
   ModelRunner() = default;
   Status Build(const Options &options);
-  Status CheckInputs();
+  Status ReadInputs();
 
   mindspore::Model model_;
   std::string build_route_;
-  std::vector<int64_t> built_feature_shape_;
-  std::vector<std::vector<int64_t>> input_shapes_;  // current shapes: features, lengths
   std::vector<std::string> input_names_;
+  std::vector<ElementType> input_types_;
+  std::vector<mindspore::DataType> input_data_types_;
+  std::vector<std::vector<int64_t>> built_shapes_;
+  std::vector<std::vector<int64_t>> shapes_;  // current input shapes
 };
 
-}  // namespace jasper
+}  // namespace zoo
 
-#endif  // JASPER_INFER_MODEL_RUNNER_H_
+#endif  // ZOO_INFER_MODEL_RUNNER_H_

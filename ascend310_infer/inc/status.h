@@ -1,11 +1,11 @@
 // The runner's error type and its one status-check macro.
-#ifndef JASPER_INFER_STATUS_H_
-#define JASPER_INFER_STATUS_H_
+#ifndef ZOO_INFER_STATUS_H_
+#define ZOO_INFER_STATUS_H_
 
 #include <string>
 #include <utility>
 
-namespace jasper {
+namespace zoo {
 
 // Success, or a failure with a message meant for the user (what failed, on which file, what to do).
 class Status {
@@ -22,15 +22,15 @@ class Status {
   std::string message_;
 };
 
-}  // namespace jasper
+}  // namespace zoo
 
-// Evaluates `expr` (a jasper::Status) once and returns it from the calling function when it failed.
-#define RETURN_IF_ERROR(expr)                 \
-  do {                                        \
-    ::jasper::Status status_macro_ = (expr);  \
-    if (!status_macro_.ok()) {                \
-      return status_macro_;                   \
-    }                                         \
+// Evaluates `expr` (a zoo::Status) once and returns it from the calling function when it failed.
+#define RETURN_IF_ERROR(expr)              \
+  do {                                     \
+    ::zoo::Status status_macro_ = (expr);  \
+    if (!status_macro_.ok()) {             \
+      return status_macro_;                \
+    }                                      \
   } while (false)
 
-#endif  // JASPER_INFER_STATUS_H_
+#endif  // ZOO_INFER_STATUS_H_

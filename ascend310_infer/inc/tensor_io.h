@@ -1,6 +1,6 @@
 // Raw tensor files (.bin): reading with a size check, writing atomically.
-#ifndef JASPER_INFER_TENSOR_IO_H_
-#define JASPER_INFER_TENSOR_IO_H_
+#ifndef ZOO_INFER_TENSOR_IO_H_
+#define ZOO_INFER_TENSOR_IO_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -9,10 +9,10 @@
 
 #include "status.h"
 
-namespace jasper {
+namespace zoo {
 
 // Reads the whole of `path` into `data`; fails unless it holds exactly `expected_bytes` bytes.
-// `description` (e.g. "float32 [1, 64, 368]") goes into the error message.
+// `description` (e.g. "float32 [1, 64, 368], as listed at inputs.txt:2") goes into the error message.
 Status ReadTensorFile(const std::string &path, size_t expected_bytes, const std::string &description,
                       std::vector<uint8_t> *data);
 
@@ -20,6 +20,6 @@ Status ReadTensorFile(const std::string &path, size_t expected_bytes, const std:
 // complete or absent, even if the process dies half-way.
 Status WriteFileAtomically(const std::string &path, const void *data, size_t size);
 
-}  // namespace jasper
+}  // namespace zoo
 
-#endif  // JASPER_INFER_TENSOR_IO_H_
+#endif  // ZOO_INFER_TENSOR_IO_H_

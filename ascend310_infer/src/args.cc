@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace jasper {
+namespace zoo {
 namespace {
 
 Status ParseDevice(const std::string &value, Device *device) {
@@ -37,9 +37,12 @@ std::string Usage(const std::string &program) {
   return "usage: " + program +
          " --mindir_path MODEL --input_dir PREPROCESS_DIR --result_dir DIR"
          " [--device_target Ascend310|Ascend|CPU] [--device_id N]\n"
-         "  Runs the model on every utterance listed in PREPROCESS_DIR/utterances.txt (written by\n"
-         "  preprocess.py) and writes DIR/<utt_id>_0.bin (log-probabilities, float32) and\n"
-         "  DIR/<utt_id>_1.bin (output lengths, int32), plus DIR/timing.tsv.\n";
+         "  Runs the model on every utterance listed in PREPROCESS_DIR/inputs.txt (written by\n"
+         "  preprocess.py), feeding the listed .bin files as the model's inputs in their order, and\n"
+         "  writes every output k of the model to DIR/<utt_id>_<k>.bin, plus DIR/timing.tsv.\n"
+         "  inputs.txt: a header '#utt_id<TAB>name...' (one name per model input), then per utterance\n"
+         "  'utt_id<TAB>path:dtype:shape...' with paths relative to PREPROCESS_DIR,\n"
+         "  dtype float32|float16|int32|int64 and shape like 1x64x400.\n";
 }
 
 Status ParseArgs(int argc, const char *const *argv, Options *options) {
@@ -86,4 +89,4 @@ Status ParseArgs(int argc, const char *const *argv, Options *options) {
   return Status();
 }
 
-}  // namespace jasper
+}  // namespace zoo

@@ -1,7 +1,7 @@
-// Jasper inference with the MindSpore C++ API: preprocess.py's .bin files in, model outputs out.
+// Inference with the MindSpore C++ API for every model of the zoo: per utterance, the .bin files that
+// inputs.txt lists go in as the model's inputs, and every output of the model comes out as a .bin file.
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -9,12 +9,13 @@
 #include <vector>
 
 #include "args.h"
+#include "input_list.h"
 #include "model_runner.h"
 #include "status.h"
 #include "tensor_io.h"
-#include "utterance_list.h"
+#include "tensor_spec.h"
 
-namespace jasper {
+namespace zoo {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -23,12 +24,47 @@ double MillisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-Status CheckLength(const std::string &path, const std::vector<uint8_t> &bytes, int64_t frames) {
-  int32_t length = 0;
-  std::memcpy(&length, bytes.data(), sizeof(length));
-  if (length < 1 || length > frames) {
-    return Status::Error(path + " holds " + std::to_string(length) + " valid frames, outside 1.." +
-                         std::to_string(frames) + " of its features");
+std::string JoinNames(const std::vector<std::string> &names) {
+  std::string out;
+  for (const auto &name : names) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+// The list must describe the model's inputs: as many, in its order.
+Status CheckHeader(const InputList &list, const ModelRunner &runner, const std::string &model_path) {
+  if (list.input_names.size() != runner.input_count()) {
+    return Status::Error(list.header_where + ": the header lists " + std::to_string(list.input_names.size()) + " inputs (" +
+                         JoinNames(list.input_names) + "), but the model " + model_path + " takes " +
+                         std::to_string(runner.input_count()) + " (" + JoinNames(runner.input_names()) +
+                         "): preprocess for this model (preprocess.py --mindir)");
+  }
+  if (list.input_names != runner.input_names()) {  // informative only: the order is what counts
+    std::printf("note: %s names the inputs (%s); the model calls them (%s)\n", list.path.c_str(),
+                JoinNames(list.input_names).c_str(), JoinNames(runner.input_names()).c_str());
+  }
+  return Status();
+}
+
+// Reads the utterance's input files into `buffers`, after checking their types and shaping the model.
+Status LoadInputs(const std::filesystem::path &input_dir, const Utterance &utt, ModelRunner *runner,
+                  std::vector<std::vector<uint8_t>> *buffers) {
+  std::vector<std::vector<int64_t>> shapes;
+  for (size_t i = 0; i < utt.inputs.size(); ++i) {
+    const TensorSpec &spec = utt.inputs[i].spec;
+    if (spec.type != runner->input_type(i)) {
+      return Status::Error(utt.where + ": input '" + runner->input_names()[i] + "' (" + utt.inputs[i].path +
+                           ") is listed as " + ElementTypeName(spec.type) + ", but the model takes " +
+                           ElementTypeName(runner->input_type(i)));
+    }
+    shapes.push_back(spec.shape);
+  }
+  const Status prepared = runner->PrepareFor(shapes);
+  if (!prepared.ok()) return Status::Error(utt.where + ": utterance " + utt.id + ": " + prepared.message());
+  buffers->resize(utt.inputs.size());
+  for (size_t i = 0; i < utt.inputs.size(); ++i) {
+    const InputFile &input = utt.inputs[i];
+    RETURN_IF_ERROR(ReadTensorFile((input_dir / input.path).string(), ByteSize(input.spec),
+                                   Describe(input.spec) + ", as listed at " + utt.where, &(*buffers)[i]));
   }
   return Status();
 }
@@ -39,11 +75,17 @@ Status WriteOutput(const std::string &path, const mindspore::MSTensor &tensor) {
   return WriteFileAtomically(path, data.get(), tensor.DataSize());
 }
 
+std::string ShapesCell(const Utterance &utt) {
+  std::string out;
+  for (const auto &input : utt.inputs) out += (out.empty() ? "" : ",") + ShapeListString(input.spec.shape);
+  return out;
+}
+
 Status Run(const Options &options) {
   namespace fs = std::filesystem;
   const fs::path input_dir(options.input_dir), result_dir(options.result_dir);
-  std::vector<Utterance> utterances;
-  RETURN_IF_ERROR(ReadUtteranceList((input_dir / "utterances.txt").string(), &utterances));
+  InputList list;
+  RETURN_IF_ERROR(ReadInputList((input_dir / "inputs.txt").string(), &list));
   std::error_code ec;
   fs::create_directories(result_dir, ec);
   if (ec) return Status::Error("cannot create " + result_dir.string() + ": " + ec.message());
@@ -51,59 +93,58 @@ Status Run(const Options &options) {
   const auto build_start = Clock::now();
   std::unique_ptr<ModelRunner> runner;
   RETURN_IF_ERROR(ModelRunner::Create(options, &runner));
-  std::printf("model %s built in %.2f s (%s route)\n", options.mindir_path.c_str(),
-              MillisecondsSince(build_start) / 1000.0, runner->build_route().c_str());
+  std::printf("model %s built in %.2f s (%s route); inputs: %s\n", options.mindir_path.c_str(),
+              MillisecondsSince(build_start) / 1000.0, runner->build_route().c_str(),
+              JoinNames(runner->input_names()).c_str());
+  RETURN_IF_ERROR(CheckHeader(list, *runner, options.mindir_path));
 
   std::ostringstream timing;
-  timing << "utt_id\tframes\tpredict_ms\n";
+  timing << "utt_id\tinput_shapes\tpredict_ms\n";
   double total_ms = 0.0;
   const auto run_start = Clock::now();
-  std::vector<uint8_t> features, lengths;
+  const size_t count = list.utterances.size();
+  std::vector<std::vector<uint8_t>> buffers;
   std::vector<mindspore::MSTensor> outputs;
-  for (size_t i = 0; i < utterances.size(); ++i) {
-    const Utterance &utt = utterances[i];
-    const std::string feature_path = (input_dir / "features" / (utt.id + ".bin")).string();
-    const std::string length_path = (input_dir / "lengths" / (utt.id + ".bin")).string();
-    RETURN_IF_ERROR(runner->PrepareFor(utt.frames));
-    RETURN_IF_ERROR(ReadTensorFile(feature_path, runner->FeatureBytes(), runner->FeatureDescription(), &features));
-    RETURN_IF_ERROR(ReadTensorFile(length_path, runner->LengthBytes(), runner->LengthDescription(), &lengths));
-    RETURN_IF_ERROR(CheckLength(length_path, lengths, utt.frames));
+  for (size_t i = 0; i < count; ++i) {
+    const Utterance &utt = list.utterances[i];
+    RETURN_IF_ERROR(LoadInputs(input_dir, utt, runner.get(), &buffers));
 
     const auto start = Clock::now();
-    RETURN_IF_ERROR(runner->Predict(features, lengths, &outputs));
+    const Status predicted = runner->Predict(buffers, &outputs);
+    if (!predicted.ok()) return Status::Error(utt.where + ": utterance " + utt.id + ": " + predicted.message());
     const double ms = MillisecondsSince(start);
     total_ms += ms;
 
-    RETURN_IF_ERROR(WriteOutput((result_dir / (utt.id + "_0.bin")).string(), outputs[0]));
-    RETURN_IF_ERROR(WriteOutput((result_dir / (utt.id + "_1.bin")).string(), outputs[1]));
-    timing << utt.id << '\t' << utt.frames << '\t' << ms << '\n';
-    std::printf("[%zu/%zu] %s: %lld frames, %.2f ms\n", i + 1, utterances.size(), utt.id.c_str(),
-                static_cast<long long>(utt.frames), ms);  // NOLINT(runtime/int): printf's %lld
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      RETURN_IF_ERROR(WriteOutput((result_dir / (utt.id + "_" + std::to_string(k) + ".bin")).string(), outputs[k]));
+    }
+    const std::string shapes = ShapesCell(utt);
+    timing << utt.id << '\t' << shapes << '\t' << ms << '\n';
+    std::printf("[%zu/%zu] %s: %s, %.2f ms\n", i + 1, count, utt.id.c_str(), shapes.c_str(), ms);
     std::fflush(stdout);  // progress shows up in piped logs as it happens
   }
   const std::string timing_text = timing.str();
   RETURN_IF_ERROR(WriteFileAtomically((result_dir / "timing.tsv").string(), timing_text.data(), timing_text.size()));
-  std::printf("inference: %zu utterances, %.3f s in Predict (%.2f ms per utterance), %.3f s in total\n",
-              utterances.size(), total_ms / 1000.0, total_ms / utterances.size(),
-              MillisecondsSince(run_start) / 1000.0);
+  std::printf("inference: %zu utterances, %.3f s in Predict (%.2f ms per utterance), %.3f s in total\n", count,
+              total_ms / 1000.0, total_ms / count, MillisecondsSince(run_start) / 1000.0);
   return Status();
 }
 
 }  // namespace
-}  // namespace jasper
+}  // namespace zoo
 
 int main(int argc, char **argv) {
-  jasper::Options options;
-  const jasper::Status parsed = jasper::ParseArgs(argc, argv, &options);
+  zoo::Options options;
+  const zoo::Status parsed = zoo::ParseArgs(argc, argv, &options);
   if (options.help) {
-    std::printf("%s", jasper::Usage(argv[0]).c_str());
+    std::printf("%s", zoo::Usage(argv[0]).c_str());
     return 0;
   }
   if (!parsed.ok()) {
-    std::fprintf(stderr, "error: %s\n%s", parsed.message().c_str(), jasper::Usage(argv[0]).c_str());
+    std::fprintf(stderr, "error: %s\n%s", parsed.message().c_str(), zoo::Usage(argv[0]).c_str());
     return 2;
   }
-  const jasper::Status status = jasper::Run(options);
+  const zoo::Status status = zoo::Run(options);
   if (!status.ok()) {
     std::fprintf(stderr, "error: %s\n", status.message().c_str());
     return 1;

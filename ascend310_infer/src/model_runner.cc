@@ -4,32 +4,43 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
+#include <functional>
 #include <utility>
 
 #include "include/api/context.h"
 #include "include/api/serialization.h"
 
-namespace jasper {
+namespace zoo {
 namespace {
+
+// MindSpore Lite builds from the model file and refuses a GraphCell (logging an ERROR line as it
+// does); the full MindSpore runtime is the other way round.  Try first what the linked runtime takes,
+// so that a successful run logs no error.  CMakeLists.txt defines this for Lite runtimes.
+#ifdef ZOO_MODEL_FILE_FIRST
+constexpr bool kModelFileFirst = true;
+#else
+constexpr bool kModelFileFirst = false;
+#endif
 
 Status Check(const mindspore::Status &status, const std::string &what) {
   if (status == mindspore::kSuccess) return Status();
   return Status::Error(what + " failed: " + status.ToString());
 }
 
-std::string ShapeString(const std::vector<int64_t> &shape) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << ']';
-  return out.str();
+bool ToElementType(mindspore::DataType type, ElementType *out) {
+  switch (type) {
+    case mindspore::DataType::kNumberTypeFloat32: *out = ElementType::kFloat32; return true;
+    case mindspore::DataType::kNumberTypeFloat16: *out = ElementType::kFloat16; return true;
+    case mindspore::DataType::kNumberTypeInt32: *out = ElementType::kInt32; return true;
+    case mindspore::DataType::kNumberTypeInt64: *out = ElementType::kInt64; return true;
+    default: return false;
+  }
 }
 
-size_t ElementCount(const std::vector<int64_t> &shape) {
-  size_t n = 1;
-  for (int64_t d : shape) n *= static_cast<size_t>(d);
-  return n;
+std::string ShapesString(const std::vector<std::vector<int64_t>> &shapes) {
+  std::string out;
+  for (const auto &shape : shapes) out += (out.empty() ? "" : ", ") + ShapeString(shape);
+  return out;
 }
 
 std::shared_ptr<mindspore::Context> MakeContext(const Options &options) {
@@ -55,7 +66,7 @@ using OwnedTensor = std::unique_ptr<mindspore::MSTensor, TensorDeleter>;
 Status ModelRunner::Create(const Options &options, std::unique_ptr<ModelRunner> *runner) {
   std::unique_ptr<ModelRunner> made(new ModelRunner());
   RETURN_IF_ERROR(made->Build(options));
-  RETURN_IF_ERROR(made->CheckInputs());
+  RETURN_IF_ERROR(made->ReadInputs());
   *runner = std::move(made);
   return Status();
 }
@@ -67,82 +78,101 @@ Status ModelRunner::Build(const Options &options) {
     return Status::Error("model file not found: " + path + " (export it with export.py)");
   }
   const auto context = MakeContext(options);
-  // The model-zoo route: load the graph, build a GraphCell.  MindSpore Lite 2.0 (the CPU runtime used
-  // without an Ascend) refuses it ("Fail to support") but builds from the file itself; so does any
-  // other runtime that refuses the GraphCell.
-  mindspore::Graph graph;
-  mindspore::Status status = mindspore::Serialization::Load(path, mindspore::kMindIR, &graph);
-  if (status == mindspore::kSuccess) {
-    status = model_.Build(mindspore::GraphCell(graph), context);
-    build_route_ = "GraphCell";
+  const bool lite_flat_buffer = std::filesystem::path(path).extension() == ".ms";
+  // The model-zoo route (load the graph, build a GraphCell) and the route from the file itself.
+  const auto build_graph_cell = [&]() {
+    mindspore::Graph graph;
+    mindspore::Status status = mindspore::Serialization::Load(path, mindspore::kMindIR, &graph);
+    return status == mindspore::kSuccess ? model_.Build(mindspore::GraphCell(graph), context) : status;
+  };
+  const auto build_file = [&]() {
+    return model_.Build(path, lite_flat_buffer ? mindspore::kMindIR_Lite : mindspore::kMindIR, context);
+  };
+  struct Route {
+    const char *name;
+    std::function<mindspore::Status()> build;
+  };
+  std::vector<Route> routes = {{"GraphCell", build_graph_cell}, {"model file", build_file}};
+  if (kModelFileFirst || lite_flat_buffer) std::swap(routes[0], routes[1]);
+  if (lite_flat_buffer) routes.pop_back();  // a .ms file holds no MindIR graph
+  std::string failures;
+  for (const auto &route : routes) {
+    const mindspore::Status status = route.build();
+    if (status == mindspore::kSuccess) {
+      build_route_ = route.name;
+      return Status();
+    }
+    failures += std::string(failures.empty() ? "" : "; ") + "the " + route.name + " route: " + status.ToString();
+    if (&route != &routes.back()) {
+      std::fprintf(stderr, "note: the %s route failed (%s); trying the next one\n", route.name,
+                   status.ToString().c_str());
+    }
   }
-  if (status != mindspore::kSuccess) {
-    std::fprintf(stderr, "note: the GraphCell route failed (%s); building from the model file\n",
-                 status.ToString().c_str());
-    status = model_.Build(path, mindspore::kMindIR, context);
-    build_route_ = "model file";
-  }
-  return Check(status, "building the model " + path);
+  return Status::Error("building the model " + path + " failed (" + failures + ")");
 }
 
-Status ModelRunner::CheckInputs() {
+Status ModelRunner::ReadInputs() {
   const std::vector<mindspore::MSTensor> inputs = model_.GetInputs();
-  if (inputs.size() != 2) {
-    return Status::Error("the model has " + std::to_string(inputs.size()) +
-                         " inputs; expected 2 (features [B, n_mels, T] float32, lengths [B] int32)");
+  if (inputs.empty()) return Status::Error("the model has no inputs");
+  for (const auto &input : inputs) {
+    ElementType type;
+    if (!ToElementType(input.DataType(), &type)) {
+      return Status::Error("the model's input '" + input.Name() + "' has data type " +
+                           std::to_string(static_cast<int>(input.DataType())) +
+                           ", which the runner does not feed (float32, float16, int32, int64)");
+    }
+    input_names_.push_back(input.Name());
+    input_types_.push_back(type);
+    input_data_types_.push_back(input.DataType());
+    built_shapes_.push_back(input.Shape());
   }
-  const auto &features = inputs[0], &lengths = inputs[1];
-  if (features.DataType() != mindspore::DataType::kNumberTypeFloat32 || features.Shape().size() != 3) {
-    return Status::Error("the model's first input " + ShapeString(features.Shape()) +
-                         " is not float32 features [B, n_mels, T]");
-  }
-  if (lengths.DataType() != mindspore::DataType::kNumberTypeInt32 || lengths.Shape().size() != 1) {
-    return Status::Error("the model's second input " + ShapeString(lengths.Shape()) + " is not int32 lengths [B]");
-  }
-  if (features.Shape()[1] <= 0) return Status::Error("the model's feature input has no fixed n_mels dimension");
-  built_feature_shape_ = features.Shape();
-  input_shapes_ = {features.Shape(), lengths.Shape()};
-  input_names_ = {features.Name(), lengths.Name()};
+  shapes_ = built_shapes_;
   return Status();
 }
 
-Status ModelRunner::PrepareFor(int64_t frames) {
-  const std::vector<std::vector<int64_t>> wanted = {{1, built_feature_shape_[1], frames}, {1}};
-  if (wanted == input_shapes_) return Status();
-  const mindspore::Status status = model_.Resize(model_.GetInputs(), wanted);
+Status ModelRunner::PrepareFor(const std::vector<std::vector<int64_t>> &shapes) {
+  if (shapes.size() != shapes_.size()) {
+    return Status::Error(std::to_string(shapes.size()) + " inputs given; the model takes " +
+                         std::to_string(shapes_.size()));
+  }
+  if (shapes == shapes_) return Status();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    if (shapes[i].size() != built_shapes_[i].size()) {
+      return Status::Error("input '" + input_names_[i] + "' is listed as " + ShapeString(shapes[i]) + " (" +
+                           std::to_string(shapes[i].size()) + " dimensions), but the model takes " +
+                           ShapeString(built_shapes_[i]));
+    }
+  }
+  const mindspore::Status status = model_.Resize(model_.GetInputs(), shapes);
   if (status != mindspore::kSuccess) {
-    // A graph exported with a fixed shape cannot change it: say which inputs it does take.
-    std::string hint;
-    if (built_feature_shape_[0] > 1) hint += "; export the model with --batch_size 1";
-    if (built_feature_shape_[2] > 0) hint += "; preprocess with --n_frames " + std::to_string(built_feature_shape_[2]);
-    return Status::Error("the model takes features " + ShapeString(built_feature_shape_) +
-                         " and cannot be resized to " + ShapeString(wanted[0]) + " (" + status.ToString() + ")" +
-                         hint);
+    return Status::Error("the model takes inputs " + ShapesString(built_shapes_) + " and cannot be resized to " +
+                         ShapesString(shapes) + " (" + status.ToString() +
+                         "); it has a fixed input shape: preprocess for this very model (preprocess.py --mindir "
+                         "MODEL), or export it with the --n_frames/--batch_size giving the listed shapes");
   }
-  input_shapes_ = wanted;
+  shapes_ = shapes;
   return Status();
 }
 
-size_t ModelRunner::FeatureBytes() const { return ElementCount(input_shapes_[0]) * sizeof(float); }
-size_t ModelRunner::LengthBytes() const { return ElementCount(input_shapes_[1]) * sizeof(int32_t); }
-std::string ModelRunner::FeatureDescription() const { return "float32 " + ShapeString(input_shapes_[0]); }
-std::string ModelRunner::LengthDescription() const { return "int32 " + ShapeString(input_shapes_[1]); }
-
-Status ModelRunner::Predict(const std::vector<uint8_t> &features, const std::vector<uint8_t> &lengths,
+Status ModelRunner::Predict(const std::vector<std::vector<uint8_t>> &inputs,
                             std::vector<mindspore::MSTensor> *outputs) {
-  OwnedTensor feature_tensor(mindspore::MSTensor::CreateTensor(
-      input_names_[0], mindspore::DataType::kNumberTypeFloat32, input_shapes_[0], features.data(), features.size()));
-  OwnedTensor length_tensor(mindspore::MSTensor::CreateTensor(
-      input_names_[1], mindspore::DataType::kNumberTypeInt32, input_shapes_[1], lengths.data(), lengths.size()));
-  if (!feature_tensor || !length_tensor) return Status::Error("cannot allocate the input tensors");
-  outputs->clear();
-  RETURN_IF_ERROR(Check(model_.Predict({*feature_tensor, *length_tensor}, outputs), "Predict"));
-  if (outputs->size() != 2 || (*outputs)[0].DataType() != mindspore::DataType::kNumberTypeFloat32 ||
-      (*outputs)[1].DataType() != mindspore::DataType::kNumberTypeInt32) {
-    return Status::Error("the model returned " + std::to_string(outputs->size()) +
-                         " outputs; expected log-probabilities (float32) and output lengths (int32)");
+  if (inputs.size() != shapes_.size()) return Status::Error("wrong number of input buffers");
+  std::vector<OwnedTensor> owned;
+  std::vector<mindspore::MSTensor> tensors;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].size() != ByteSize({input_types_[i], shapes_[i]})) {
+      return Status::Error("input '" + input_names_[i] + "' has " + std::to_string(inputs[i].size()) +
+                           " bytes, not those of " + Describe({input_types_[i], shapes_[i]}));
+    }
+    owned.emplace_back(mindspore::MSTensor::CreateTensor(input_names_[i], input_data_types_[i], shapes_[i],
+                                                         inputs[i].data(), inputs[i].size()));
+    if (!owned.back()) return Status::Error("cannot allocate the input tensor '" + input_names_[i] + "'");
+    tensors.push_back(*owned.back());
   }
+  outputs->clear();
+  RETURN_IF_ERROR(Check(model_.Predict(tensors, outputs), "Predict"));
+  if (outputs->empty()) return Status::Error("the model returned no outputs");
   return Status();
 }
 
-}  // namespace jasper
+}  // namespace zoo

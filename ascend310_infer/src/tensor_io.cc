@@ -10,7 +10,7 @@
 #include <memory>
 #include <system_error>
 
-namespace jasper {
+namespace zoo {
 namespace {
 
 struct FileCloser {
@@ -50,11 +50,13 @@ Status ReadTensorFile(const std::string &path, size_t expected_bytes, const std:
                       std::vector<uint8_t> *data) {
   std::error_code ec;
   const auto actual = std::filesystem::file_size(path, ec);
-  if (ec) return Status::Error("cannot read " + path + ": " + ec.message() + " (run preprocess.py first?)");
+  if (ec) {
+    return Status::Error("cannot read " + path + " (" + description + "): " + ec.message() +
+                         " (run preprocess.py first?)");
+  }
   if (actual != expected_bytes) {
-    return Status::Error(path + " holds " + std::to_string(actual) + " bytes, but the model needs " +
-                         std::to_string(expected_bytes) + " bytes (" + description +
-                         "); preprocess again with the model's frame count (preprocess.py --n_frames)");
+    return Status::Error(path + " holds " + std::to_string(actual) + " bytes; expected " +
+                         std::to_string(expected_bytes) + " bytes (" + description + ")");
   }
   File file(std::fopen(path.c_str(), "rb"));
   if (!file) return Status::Error("cannot open " + path + ": " + std::strerror(errno));
@@ -78,4 +80,4 @@ Status WriteFileAtomically(const std::string &path, const void *data, size_t siz
   return tmp.Commit();
 }
 
-}  // namespace jasper
+}  // namespace zoo

@@ -1,4 +1,11 @@
-"""Log-mel features exactly as NVIDIA's Jasper front end computes them, in numpy.
+"""The front ends, in numpy: ``features.kind`` picks one, and everything (MindRecord, training,
+evaluation, transcription, 310 preprocessing) goes through :func:`batch_features`.
+
+* ``logmel``: NVIDIA Jasper's log-mel filterbank (below, this module);
+* ``spectrogram``: deepspeech.pytorch's log1p |STFT| (src/audio/spectrogram.py);
+* ``mfcc``: TensorFlow speech_commands' MFCC (src/audio/mfcc.py).
+
+Log-mel features exactly as NVIDIA's Jasper front end computes them:
 
 For one utterance ``x`` of ``n`` samples at 16 kHz:
 
@@ -66,6 +73,21 @@ def valid_frames(num_samples: IntOrArray, hop_length: int = _DEFAULT.hop_length)
     These are the frames used for normalisation and the lengths given to the model.
     """
     return -(-num_samples // hop_length)
+
+
+def frame_count(num_samples: IntOrArray, cfg: FeatureConfig = _DEFAULT) -> IntOrArray:
+    """Total frames the front end of ``cfg`` gives for ``num_samples`` (int or int array)."""
+    if cfg.kind == "mfcc":  # frames entirely inside the signal, no centring (at least one)
+        return np.maximum(1 + (num_samples - cfg.win_length) // cfg.hop_length, 1) \
+            if isinstance(num_samples, np.ndarray) else max(1 + (num_samples - cfg.win_length) // cfg.hop_length, 1)
+    return num_frames(num_samples, cfg.hop_length)
+
+
+def valid_frame_count(num_samples: IntOrArray, cfg: FeatureConfig = _DEFAULT) -> IntOrArray:
+    """Frames of ``cfg``'s front end that the model treats as signal (the ``lengths`` input)."""
+    if cfg.kind == "logmel":
+        return valid_frames(num_samples, cfg.hop_length)
+    return frame_count(num_samples, cfg)   # whole-utterance front ends: every frame counts
 
 
 def padded_frames(n: IntOrArray, multiple: int = _DEFAULT.pad_to) -> IntOrArray:
@@ -363,6 +385,8 @@ def batch_features(audios: Sequence[np.ndarray], cfg: FeatureConfig = _DEFAULT, 
     audios = [trim_silence(_check_audio(a, i if len(audios) > 1 else None), cfg) for i, a in enumerate(audios)]
     noises = [np.float32(dither) * rng.standard_normal(a.shape[0], dtype=np.float32) if dither > 0.0 else None
               for a in audios]
+    if cfg.kind != "logmel":
+        return _other_front_end(audios, noises, cfg, pad_to)
 
     sizes = np.array([a.shape[0] for a in audios], dtype=np.int64)
     lengths = valid_frames(sizes, cfg.hop_length).astype(np.int32)
@@ -387,6 +411,43 @@ def batch_features(audios: Sequence[np.ndarray], cfg: FeatureConfig = _DEFAULT, 
             for job in jobs:
                 job.result()
     return features, lengths
+
+
+def _other_front_end(audios: list[np.ndarray], noises: list[np.ndarray | None], cfg: FeatureConfig,
+                     pad_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """batch_features for the whole-utterance front ends: (B, feature_dim, T_pad), lengths (B,)."""
+    mats = [_single_features(a if noise is None else a + noise, cfg) for a, noise in zip(audios, noises)]
+    sizes = np.array([a.shape[0] for a in audios], dtype=np.int64)
+    lengths = valid_frame_count(sizes, cfg).astype(np.int32)
+    t_pad = int(padded_frames(int(max(m.shape[1] for m in mats)), pad_to))
+    out = np.zeros((len(mats), cfg.feature_dim, t_pad), dtype=np.float32)
+    for row, m in zip(out, mats):
+        row[:, :m.shape[1]] = m
+    return out, lengths
+
+
+def _single_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """One utterance through the spectrogram or MFCC front end of ``cfg``: (feature_dim, T) float32."""
+    if cfg.kind == "spectrogram":
+        from src.audio.spectrogram import spectrogram_features as spectrogram
+        return spectrogram(audio, cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                           win_length=cfg.win_length, window=cfg.window)
+    from src.audio.mfcc import mfcc_features as mfcc
+    return mfcc(audio, cfg.sample_rate, window_size=cfg.win_length, stride=cfg.hop_length,
+                dct_coefficient_count=cfg.n_mfcc, filterbank_channel_count=cfg.n_mels,
+                lower_frequency_limit=cfg.fmin, upper_frequency_limit=cfg.fmax or cfg.sample_rate / 2)
+
+
+def spectrogram_features(audio: np.ndarray, sample_rate: int = 16000, **settings) -> np.ndarray:
+    """deepspeech.pytorch's spectrogram: float32 (161, T), T = 1 + len // 160 (src/audio/spectrogram.py)."""
+    from src.audio.spectrogram import spectrogram_features as spectrogram
+    return spectrogram(audio, sample_rate, **settings)
+
+
+def mfcc_features(audio: np.ndarray, sample_rate: int = 16000, **settings) -> np.ndarray:
+    """TensorFlow speech_commands' MFCC: float32 (10, T), T = 1 + (len − 640) // 320 (src/audio/mfcc.py)."""
+    from src.audio.mfcc import mfcc_features as mfcc
+    return mfcc(audio, sample_rate, **settings)
 
 
 def filterbank_features(audio: np.ndarray, sample_rate: int = _DEFAULT.sample_rate,

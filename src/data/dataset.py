@@ -116,9 +116,11 @@ class SpeechData:
         self.speed_range = (ac.min_speed, ac.max_speed) if (
             train and ac.speed_perturb and self.index.store == "audio") else (1.0, 1.0)
         self.keep = self._select()
-        if len(self.keep) < self.batch_size * world:
-            raise ValueError(f"{data_dir}: {len(self.keep)} usable utterances cannot fill one batch of "
-                             f"{self.batch_size} on each of {world} rank(s)")
+        if not len(self.keep):
+            raise ValueError(f"{data_dir}: no usable utterances")
+        if train and len(self.keep) < self.batch_size * world:
+            raise ValueError(f"{data_dir}: {len(self.keep)} usable utterances cannot fill one training batch of "
+                             f"{self.batch_size} on each of {world} rank(s); lower data.batch_size")
         self.boundaries = self._boundaries()
 
     # --- planning (pure numpy) -------------------------------------------------------------------
@@ -130,7 +132,8 @@ class SpeechData:
         sr = self.index.sample_rate
         too_long = self.index.num_samples > self.config.data.max_duration * sr
         # Worst case for alignment: the fastest speed gives the fewest frames.
-        fewest = features.valid_frames(perturbed_num_samples(self.index.num_samples, np.float64(self.speed_range[1])))
+        fewest = features.valid_frame_count(
+            perturbed_num_samples(self.index.num_samples, np.float64(self.speed_range[1])), self.config.features)
         infeasible = ~too_long & (self.index.num_tokens > fewest // self.output_stride)
         empty = self.index.num_tokens == 0
         if too_long.any() or infeasible.any() or empty.any():
@@ -147,7 +150,7 @@ class SpeechData:
         lo, hi = self.speed_range
         sampled = perturbed_num_samples(n, rng.uniform(lo, hi, len(n)))
         longest = perturbed_num_samples(n.max(keepdims=True), np.float64(lo))
-        frames = features.num_frames(np.concatenate([sampled, longest]))
+        frames = features.frame_count(np.concatenate([sampled, longest]), self.config.features)
         return bucket_boundaries(frames, self.config.data.num_buckets, self.config.features.pad_to)
 
     def _bucket_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -155,18 +158,18 @@ class SpeechData:
 
     def plan(self, epoch: int) -> EpochPlan:
         """The batches this rank reads in ``epoch`` (deterministic in seed, epoch, rank, world)."""
-        bs = self.batch_size
+        bs, fc = self.batch_size, self.config.features
         if not self.train:
             order = self.keep[np.argsort(self.index.num_samples[self.keep], kind="stable")]
             batches = [order[i:i + bs] for i in range(0, len(order), bs)]
             speeds = [np.ones(len(b)) for b in batches]
-            frames = np.array([self._bucket_frames(features.num_frames(self.index.num_samples[b].max()))
+            frames = np.array([self._bucket_frames(features.frame_count(self.index.num_samples[b].max(), fc))
                                for b in batches], dtype=np.int64)
             return EpochPlan(batches, speeds, frames)
         rng = np.random.default_rng([self.config.data.seed, epoch])
         speed = np.ones(len(self.index.num_samples))
         speed[self.keep] = rng.uniform(*self.speed_range, len(self.keep))
-        n_frames = features.num_frames(perturbed_num_samples(self.index.num_samples, speed))
+        n_frames = features.frame_count(perturbed_num_samples(self.index.num_samples, speed), self.config.features)
         bucket_of = np.searchsorted(self.boundaries, n_frames[self.keep])
         batches, leftovers = [], []
         for b in range(len(self.boundaries)):
@@ -205,7 +208,8 @@ class SpeechData:
     def padding_overhead(self, epoch: int = 0) -> float:
         """Padded frames / real (valid) frames − 1 for this rank's batches in ``epoch``."""
         p = self.plan(epoch)
-        real = sum(int(features.valid_frames(perturbed_num_samples(self.index.num_samples[b], s)).sum())
+        real = sum(int(features.valid_frame_count(perturbed_num_samples(self.index.num_samples[b], s),
+                                                  self.config.features).sum())
                    for b, s in zip(p.batches, p.speeds))
         padded = sum(len(b) * int(t) for b, t in zip(p.batches, p.frames))
         return padded / real - 1.0
@@ -246,12 +250,12 @@ class SpeechData:
 
     def _stack_stored(self, flat_feats: list, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored (n_mels * T,) feature rows → (B, n_mels, T_max) zero-padded, valid lengths (B,)."""
-        n_mels = self.config.features.n_mels
-        mats = [f.reshape(n_mels, -1) for f in flat_feats]
-        out = np.zeros((len(mats), n_mels, max(m.shape[1] for m in mats)), np.float32)
+        rows = self.config.features.feature_dim
+        mats = [f.reshape(rows, -1) for f in flat_feats]
+        out = np.zeros((len(mats), rows, max(m.shape[1] for m in mats)), np.float32)
         for i, m in enumerate(mats):
             out[i, :, :m.shape[1]] = m
-        return out, features.valid_frames(self.index.num_samples[records])
+        return out, features.valid_frame_count(self.index.num_samples[records], self.config.features)
 
     def pipeline(self, epoch: int, start_batch: int = 0, num_workers: int | None = None):
         """The MindSpore dataset for one epoch, from batch ``start_batch`` on (a resumed run continues

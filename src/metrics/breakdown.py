@@ -1,6 +1,6 @@
 """Where the errors are: WER per group of utterances and word accuracy by training frequency.
 
-Both read the per-utterance reports eval.py and postprocess.py write (``src.inference.utterance_report``)
+Both read the per-utterance reports eval.py and postprocess.py write (``src.tasks.asr.utterance_report``)
 and count with the one alignment of :mod:`src.metrics.wer`, so totals match ``metrics.json``.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping
 
 from src.metrics.wer import ErrorRates, word_matches
 
-# Columns of the per-utterance report (written by src.inference.utterance_report).
+# Columns of the per-utterance report (written by src.tasks.asr.utterance_report).
 REPORT_COLUMNS = ("utt_id", "word_errors", "reference_words", "reference", "hypothesis")
 
 # Training-frequency bins of a reference word: (label, fewest, most occurrences); None: no upper bound.

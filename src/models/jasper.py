@@ -26,21 +26,76 @@ Conventions of this implementation:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from src.config import BlockConfig, Config, ModelConfig
-from src.text.labels import load_labels
+from src.models.base import IntLike, ZooModel
 
 # Importing the model caps oneDNN's instruction set (see src/runtime.py) before its first kernel.
 import src.runtime  # noqa: E402,F401
 
-__all__ = ["Jasper", "JasperBlock", "JasperEncoder", "JasperDecoder", "PaddedConv1d", "build_model", "exported_form",
-           "conv_output_length", "length_mask", "count_parameters"]
+__all__ = ["CONFIG", "BlockConfig", "JasperConfig", "Jasper", "JasperBlock", "JasperEncoder", "JasperDecoder",
+           "PaddedConv1d", "build", "build_model", "exported_form", "conv_output_length", "length_mask",
+           "count_parameters"]
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """One Jasper block: ``repeat`` sub-blocks of conv → BN → ReLU → dropout (the last one's ReLU and
+    dropout come after the residual sum)."""
+    filters: int
+    repeat: int = 1
+    kernel: int = 11
+    stride: int = 1
+    dilation: int = 1
+    dropout: float = 0.0
+    residual: bool = False      # takes (dense) residual inputs from earlier blocks
+
+
+@dataclass(frozen=True)
+class JasperConfig:
+    """A Jasper network: prologue, B blocks and epilogue as one list."""
+    name: str = "jasper"
+    blocks: tuple[BlockConfig, ...] = ()
+    dense_residual: bool = True  # each residual block sees every earlier block's output (Jasper "DR")
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.1     # PyTorch convention (weight of the new batch statistic)
+    init: str = "xavier_uniform"
+
+    def validate(self) -> None:
+        if self.init not in _WEIGHT_INIT_NAMES:
+            raise ValueError(f"model.init={self.init!r} must be one of {list(_WEIGHT_INIT_NAMES)}")
+        for i, b in enumerate(self.blocks):
+            for key in ("filters", "repeat", "kernel", "stride", "dilation"):
+                if getattr(b, key) < 1:
+                    raise ValueError(f"model.blocks[{i}].{key}={getattr(b, key)} must be >= 1")
+            if not 0 <= b.dropout < 1:
+                raise ValueError(f"model.blocks[{i}].dropout={b.dropout} must be within [0, 1)")
+        if not 0 < self.bn_momentum <= 1 or not self.bn_eps > 0:
+            raise ValueError("model.bn_momentum must be within (0, 1] and model.bn_eps > 0")
+
+    def residual_plan(self, in_channels: int) -> list[tuple[BlockConfig, int, tuple[int, ...], bool]]:
+        """Per block: (block, input channels, channels of its residual sources, whether its output
+        joins the sources of later blocks).  NVIDIA's rule: the sources start with the encoder input,
+        a dense residual block appends its output, any other block restarts them with its own."""
+        if not self.blocks:
+            raise ValueError("model.blocks is empty")
+        plan, channels, sources = [], in_channels, [in_channels]
+        for block in self.blocks:
+            keep = block.residual and self.dense_residual
+            plan.append((block, channels, tuple(sources) if block.residual else (), keep))
+            sources = sources + [block.filters] if keep else [block.filters]
+            channels = block.filters
+        return plan
+
+
+CONFIG = JasperConfig
+_WEIGHT_INIT_NAMES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
 
 _WEIGHT_INITS = {
     "xavier_uniform": init.XavierUniform,
@@ -48,9 +103,6 @@ _WEIGHT_INITS = {
     "kaiming_uniform": init.HeUniform,
     "kaiming_normal": init.HeNormal,
 }
-
-IntLike = TypeVar("IntLike", int, np.ndarray, Tensor)
-
 
 def conv_output_length(length: IntLike, kernel: int, stride: int = 1, dilation: int = 1,
                        padding: int = 0) -> IntLike:
@@ -142,7 +194,7 @@ def exported_form(model: nn.Cell) -> Iterator[nn.Cell]:
             conv.explicit_pad = False
 
 
-def _batch_norm(channels: int, model: ModelConfig) -> nn.BatchNorm2d:
+def _batch_norm(channels: int, model: JasperConfig) -> nn.BatchNorm2d:
     # MindSpore's momentum weighs the running statistic; PyTorch's (the config's) weighs the new batch.
     return nn.BatchNorm2d(channels, eps=model.bn_eps, momentum=1.0 - model.bn_momentum)
 
@@ -157,7 +209,7 @@ class JasperBlock(nn.Cell):
     """
 
     def __init__(self, block: BlockConfig, in_channels: int, residual_channels: Sequence[int],
-                 model: ModelConfig) -> None:
+                 model: JasperConfig) -> None:
         super().__init__()
         if block.repeat < 1:
             raise ValueError(f"block repeat must be >= 1, got {block.repeat}")
@@ -212,7 +264,7 @@ class JasperEncoder(nn.Cell):
     block takes one projection per listed output (its own input only, without ``dense_residual``).
     """
 
-    def __init__(self, model: ModelConfig, in_channels: int) -> None:
+    def __init__(self, model: JasperConfig, in_channels: int) -> None:
         super().__init__()
         plan = model.residual_plan(in_channels)
         self.layers = nn.CellList([JasperBlock(b, c_in, sources, model) for b, c_in, sources, _ in plan])
@@ -243,7 +295,7 @@ class JasperDecoder(nn.Cell):
         return ops.log_softmax(logits, axis=-1)
 
 
-class Jasper(nn.Cell):
+class Jasper(ZooModel):
     """Jasper acoustic model.
 
     ``model(features, lengths)`` with features (B, n_mels, T) float32 (fp16 under mixed precision)
@@ -251,25 +303,22 @@ class Jasper(nn.Cell):
     T' = ceil(T / time_stride) for Jasper's stride-2 prologue; the same in training mode.
     """
 
-    def __init__(self, model: ModelConfig, in_channels: int, num_classes: int) -> None:
+    def __init__(self, model: JasperConfig, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.encoder = JasperEncoder(model, in_channels)
         self.decoder = JasperDecoder(self.encoder.out_channels, num_classes, model.init)
-        self.in_channels = in_channels
+        self.in_channels = self.in_features = in_channels
         self.num_classes = num_classes
-        self._convs = tuple((b.kernel, b.stride, b.dilation, (b.kernel // 2) * b.dilation)
-                            for b in model.blocks for _ in range(b.repeat))
+        self._convs = self.length_convs = tuple((b.kernel, b.stride, b.dilation, (b.kernel // 2) * b.dilation)
+                                                for b in model.blocks for _ in range(b.repeat))
 
     @property
     def time_stride(self) -> int:
         """Input frames per output frame (product of the strides; 2 for Jasper)."""
         return int(np.prod([stride for _, stride, _, _ in self._convs]))
 
-    def output_lengths(self, lengths: IntLike) -> IntLike:
-        """Output frames for input lengths (ints or numpy arrays), exactly as the network computes them."""
-        for kernel, stride, dilation, padding in self._convs:
-            lengths = conv_output_length(lengths, kernel, stride, dilation, padding)
-        return lengths
+    def exported_form(self):
+        return exported_form(self)
 
     def construct(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         if lengths.dtype != ms.int32:
@@ -278,14 +327,18 @@ class Jasper(nn.Cell):
         return self.decoder(x), lengths
 
 
-def build_model(config: Config) -> Jasper:
-    """The Jasper network of ``config.model`` for ``config.features.n_mels`` inputs and the label set's
-    ``num_classes`` outputs (symbols + CTC blank)."""
-    num_classes = load_labels(config.labels_path).num_classes
-    return Jasper(config.model, config.features.n_mels, num_classes)
+def build(model: JasperConfig, in_features: int, num_classes: int) -> Jasper:
+    """The registry's entry: Jasper for ``in_features`` feature rows and ``num_classes`` outputs."""
+    return Jasper(model, in_features, num_classes)
+
+
+def build_model(config, num_classes: int | None = None) -> Jasper:
+    """Alias of ``src.models.build_model`` for a Jasper config (kept for existing callers)."""
+    from src.models import build_model as registry_build
+    return registry_build(config, num_classes)
 
 
 def count_parameters(model: nn.Cell) -> tuple[int, int]:
     """(trainable parameter count, number of parameter tensors including BN moving statistics)."""
-    params = list(model.get_parameters())
-    return sum(int(np.prod(p.shape)) for p in params if p.requires_grad), len(params)
+    from src.models import count_parameters as count
+    return count(model)

@@ -15,7 +15,7 @@ from src.fileio import atomic_path, atomic_write_text
 log = logging.getLogger(__name__)
 
 LOG_FIELDS = ["step", "epoch", "loss", "lr", "loss_scale", "grad_norm", "utt_per_s", "audio_s_per_s",
-              "skipped_steps", "dev_wer", "dev_cer", "wall_s"]
+              "skipped_steps", "dev_wer", "dev_cer", "dev_accuracy", "wall_s"]
 
 
 @dataclass
@@ -55,8 +55,8 @@ class TrainLog:
     On resume, rows after the resumed step are dropped, so the curves continue without duplicates.
     """
 
-    def __init__(self, directory: str | Path, resume_step: int | None = None) -> None:
-        self.dir = Path(directory)
+    def __init__(self, directory: str | Path, resume_step: int | None = None, metric: str = "wer") -> None:
+        self.dir, self.metric = Path(directory), metric
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
         jsonl = self.dir / "train_log.jsonl"
@@ -80,9 +80,10 @@ class TrainLog:
         atomic_write_text(self.dir / "train_log.csv", buf.getvalue())
 
     def plot(self) -> Path | None:
-        """Loss (left axis) and dev WER (right axis) against steps."""
+        """Loss (left axis) and the dev metric (right axis, e.g. WER or accuracy) against steps."""
         loss = [(r["step"], r["loss"]) for r in self.rows if r.get("loss") is not None and math.isfinite(r["loss"])]
-        wer = [(r["step"], r["dev_wer"]) for r in self.rows if r.get("dev_wer") is not None]
+        key, name = f"dev_{self.metric}", "WER" if self.metric == "wer" else self.metric
+        wer = [(r["step"], r[key]) for r in self.rows if r.get(key) is not None]
         if not loss and not wer:
             return None
         import matplotlib
@@ -93,12 +94,12 @@ class TrainLog:
         if loss:
             ax.plot(*zip(*loss), color="tab:blue", label="training loss")
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("CTC loss", color="tab:blue")
+        ax.set_ylabel("training loss", color="tab:blue")
         ax.set_yscale("log")
         if wer:
             ax2 = ax.twinx()
-            ax2.plot(*zip(*wer), "o-", color="tab:red", label="dev WER")
-            ax2.set_ylabel("dev WER (%)", color="tab:red")
+            ax2.plot(*zip(*wer), "o-", color="tab:red", label=f"dev {name}")
+            ax2.set_ylabel(f"dev {name} (%)", color="tab:red")
             ax2.set_ylim(0, max(100.0, max(w for _, w in wer)))
         ax.grid(alpha=0.3)
         fig.tight_layout()

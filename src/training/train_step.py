@@ -1,4 +1,4 @@
-"""The compiled training step: CTC loss, backward, loss scaling, gradient accumulation, all-reduce,
+"""The compiled training step: the task's loss (injected), backward, loss scaling, gradient accumulation, all-reduce,
 clipping, optimizer update and EMA, as ``nn.Cell``s run in GRAPH_MODE.
 
 A Cell whose ``construct`` calls ``ms.value_and_grad`` and the optimizer runs about 1.7× faster on
@@ -62,46 +62,28 @@ def make_loss_scaler(cfg: TrainConfig) -> StaticLossScaler | DynamicLossScaler:
     return StaticLossScaler(value)
 
 
-class CTCLoss(nn.Cell):
-    """Mean over the batch of each utterance's CTC loss (summed over its tokens, NVIDIA's convention).
-
-    Utterances that cannot be aligned give 0 (zero_infinity) instead of inf.
-    """
-
-    def __init__(self, model: nn.Cell, blank: int) -> None:
-        super().__init__(auto_prefix=False)
-        self.model, self.blank = model, blank
-
-    def construct(self, feats: Tensor, feat_lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
-        """feats (B, n_mels, T), feat_lens (B,), tokens (B, S), token_lens (B,) → scalar loss."""
-        log_probs, out_lens = self.model(feats, feat_lens)
-        loss, _ = ops.ctc_loss(log_probs.astype(ms.float32).transpose(1, 0, 2), tokens, out_lens, token_lens,
-                               blank=self.blank, reduction="none", zero_infinity=True)
-        return loss.mean()
-
-
 class _GradientCell(nn.Cell):
     """Shared part: the scaled loss and its gradients with respect to the optimizer's parameters."""
 
-    def __init__(self, loss_cell: CTCLoss, weights: ParameterTuple, scaler) -> None:
+    def __init__(self, loss_cell: nn.Cell, weights: ParameterTuple, scaler) -> None:
         super().__init__(auto_prefix=False)
         self.loss_cell, self.weights, self.scaler = loss_cell, weights, scaler
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, weights)
 
-    def _scaled_loss(self, feats, feat_lens, tokens, token_lens):
-        return self.scaler.scale(self.loss_cell(feats, feat_lens, tokens, token_lens))
+    def _scaled_loss(self, *inputs):
+        return self.scaler.scale(self.loss_cell(*inputs))
 
 
 class AccumulateStep(_GradientCell):
     """A micro-batch of gradient accumulation: adds its (still scaled) gradients into the buffers."""
 
-    def __init__(self, loss_cell: CTCLoss, weights: ParameterTuple, scaler, buffers: ParameterTuple) -> None:
+    def __init__(self, loss_cell: nn.Cell, weights: ParameterTuple, scaler, buffers: ParameterTuple) -> None:
         super().__init__(loss_cell, weights, scaler)
         self.buffers = buffers
         self.hyper_map = ops.HyperMap()
 
-    def construct(self, feats, feat_lens, tokens, token_lens):
-        loss, grads = self.grad_fn(feats, feat_lens, tokens, token_lens)
+    def construct(self, *inputs):
+        loss, grads = self.grad_fn(*inputs)
         loss = ops.depend(loss, self.hyper_map(_add, self.buffers, grads))
         return self.scaler.unscale(loss)
 
@@ -114,9 +96,11 @@ class TrainStep(_GradientCell):
     and the mean is applied.  ``grad_reducer`` all-reduces gradients in data-parallel runs.
     """
 
-    def __init__(self, model: nn.Cell, optimizer: nn.Optimizer, blank: int, scaler, grad_clip: float = 0.0,
+    def __init__(self, loss_cell: nn.Cell, optimizer: nn.Optimizer, scaler, grad_clip: float = 0.0,
                  accumulate: int = 1, ema_decay: float = 0.0, grad_reducer: nn.Cell | None = None) -> None:
-        super().__init__(CTCLoss(model, blank), optimizer.parameters, scaler)
+        """``loss_cell``: the task's loss around the network, ``construct(*batch_inputs) -> scalar``
+        (src/tasks); it holds every parameter of the model."""
+        super().__init__(loss_cell, optimizer.parameters, scaler)
         self.optimizer, self.grad_clip, self.accumulate = optimizer, grad_clip, accumulate
         self.grad_reducer = grad_reducer
         self.hyper_map = ops.HyperMap()
@@ -127,7 +111,7 @@ class TrainStep(_GradientCell):
         self.use_ema = ema_decay > 0
         if self.use_ema:
             self.ema_decay = Tensor(ema_decay, ms.float32)
-            self.model_state = ParameterTuple(model.get_parameters())
+            self.model_state = ParameterTuple(loss_cell.get_parameters())
             self.ema = self.model_state.clone(prefix="ema", init="same")
 
     def accumulate_cell(self) -> AccumulateStep:
@@ -135,8 +119,8 @@ class TrainStep(_GradientCell):
             raise ValueError("accumulate_cell needs accumulate > 1")
         return AccumulateStep(self.loss_cell, self.weights, self.scaler, self.accum)
 
-    def construct(self, feats, feat_lens, tokens, token_lens):
-        loss, grads = self.grad_fn(feats, feat_lens, tokens, token_lens)
+    def construct(self, *inputs):
+        loss, grads = self.grad_fn(*inputs)
         if self.accumulate > 1:
             grads = self.hyper_map(ops.partial(_add), self.accum, grads)
             grads = self.hyper_map(ops.partial(_scale, Tensor(1.0 / self.accumulate, ms.float32)), grads)

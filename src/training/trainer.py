@@ -18,12 +18,8 @@ from mindspore import Tensor, nn
 from tqdm import tqdm
 
 from src.config import Config, save_config
-from src.data.dataset import SpeechData
-from src.data.mindrecord import mindrecord_for
 from src.fileio import atomic_write_json
-from src.inference import evaluate
-from src.models.jasper import build_model
-from src.text.labels import load_labels
+from src.models import build_model
 from src.training.callbacks import Meter, TrainLog
 from src.training.checkpoint import (Position, latest_checkpoint, load_model_weights,
                                      restore_training_checkpoint, save_training_checkpoint)
@@ -61,14 +57,19 @@ def amp_level_for(device_target: str, level: str) -> str:
 
 
 class Trainer:
-    def __init__(self, config: Config, options: RunOptions, cluster: Cluster) -> None:
-        self.config, self.opts, self.cluster = config, options, cluster
+    """Trains any registered model on any task: ``task`` (src/tasks) supplies the number of classes,
+    the loss cell, the data and the evaluation; nothing here names a family or a task."""
+
+    def __init__(self, config: Config, options: RunOptions, cluster: Cluster, task=None) -> None:
+        if task is None:  # the config's own task (train.py passes it explicitly)
+            from src.tasks import get_task
+            task = get_task(config)
+        self.config, self.opts, self.cluster, self.task = config, options, cluster, task
         self.out = Path(options.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
-        self.labels = load_labels(config.labels_path)
         tc = config.train
 
-        self.model = build_model(config)
+        self.model = build_model(config, task.num_classes(config))
         if options.pretrained:
             load_model_weights(self.model, options.pretrained)
             log.info("initialised from %s", options.pretrained)
@@ -82,13 +83,13 @@ class Trainer:
         if cluster.world > 1 and Path(options.train_data).suffix == ".json":
             raise ValueError(f"{options.train_data}: in distributed runs pass MindRecord folders "
                              "(run create_mindrecord.py once before launching the ranks)")
-        train_dir = mindrecord_for(options.train_data, self.out / "mindrecord", config)
-        self.train_data = SpeechData(train_dir, config, train=True, rank=cluster.rank, world=cluster.world,
-                                     output_stride=self.model.time_stride)
+        cache = self.out / "mindrecord"
+        self.train_data = task.open_data(options.train_data, config, train=True, cache_dir=cache, rank=cluster.rank,
+                                         world=cluster.world, output_stride=self.model.time_stride)
         self.dev_data = None
         if options.dev_data and cluster.is_main:
-            dev_dir = mindrecord_for(options.dev_data, self.out / "mindrecord", config)
-            self.dev_data = SpeechData(dev_dir, config, train=False, output_stride=self.model.time_stride)
+            self.dev_data = task.open_data(options.dev_data, config, train=False, cache_dir=cache,
+                                           output_stride=self.model.time_stride)
 
         self.batches_per_epoch = self.train_data.steps_per_epoch()
         self.steps_per_epoch = self.batches_per_epoch // tc.accumulate
@@ -106,7 +107,7 @@ class Trainer:
         self.scaler = make_loss_scaler(tc)
         reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=True, degree=cluster.world) \
             if cluster.world > 1 else None
-        self.step_cell = TrainStep(self.net, self.optimizer, self.labels.blank, self.scaler,
+        self.step_cell = TrainStep(task.loss_cell(self.net, config), self.optimizer, self.scaler,
                                    grad_clip=config.optim.grad_clip, accumulate=tc.accumulate,
                                    ema_decay=tc.ema, grad_reducer=reducer)
         self.accumulate_cell = self.step_cell.accumulate_cell() if tc.accumulate > 1 else None
@@ -175,11 +176,15 @@ class Trainer:
         self.net.set_train(False)
         try:
             with self._ema_weights():
-                rates, _ = evaluate(self.net, self.dev_data, self.labels, progress=self.opts.progress,
-                                    desc="dev")
+                evaluation = self.task.evaluate(self.net, self.dev_data, self.config, progress=self.opts.progress,
+                                                desc="dev")
         finally:
             self.net.set_train(True)
-        return {"dev_wer": rates.wer, "dev_cer": rates.cer}
+        return {f"dev_{k}": v for k, v in evaluation.metrics.items() if isinstance(v, float)}
+
+    def _dev_text(self, row: dict) -> str:
+        key = f"dev_{self.task.primary}"
+        return f"  dev {self.task.primary} {row[key]:.2f} %" if key in row else ""
 
     # ------------------------------------------------------------------------------------------
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, ...]]:
@@ -188,12 +193,12 @@ class Trainer:
         yield from it
 
     def run(self) -> dict:
-        tc, fc = self.config.train, self.config.features
+        tc = self.config.train
         if self.cluster.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.ckpt_dir / "config.yaml")
         pos = self._restore()
-        train_log = TrainLog(self.ckpt_dir, resume_step=pos.step) if self.cluster.is_main else None
+        train_log = TrainLog(self.ckpt_dir, resume_step=pos.step, metric=self.task.primary) if self.cluster.is_main else None
         step, epoch, batch_in_epoch = pos.step, pos.epoch, pos.batch
         if batch_in_epoch >= self.batches_per_epoch // tc.accumulate * tc.accumulate:
             epoch, batch_in_epoch = epoch + 1, 0
@@ -211,25 +216,25 @@ class Trainer:
             usable = self.steps_per_epoch * tc.accumulate
             bar = tqdm(total=self.steps_per_epoch, initial=batch_in_epoch // tc.accumulate, unit="step",
                        desc=f"epoch {epoch}", disable=not (self.opts.progress and self.cluster.is_main), leave=False)
-            for feats, lengths, tokens, token_lengths, utt_ids in self._batches(epoch, batch_in_epoch):
+            for *inputs, utt_ids in self._batches(epoch, batch_in_epoch):
                 if batch_in_epoch >= usable or step >= self.total_steps:
                     break
                 if not self.train_shapes:  # lets a data-parallel run show that ranks read different data
                     log.info("rank %d: first batch %s", self.cluster.rank, "-".join(map(str, utt_ids[:2])))
-                compiled |= feats.shape not in self.train_shapes   # this step compiles a new graph
-                self.train_shapes.add(feats.shape)
-                args = (Tensor(feats), Tensor(lengths), Tensor(tokens), Tensor(token_lengths))
+                shape = inputs[0].shape
+                compiled |= shape not in self.train_shapes   # this step compiles a new graph
+                self.train_shapes.add(shape)
+                args = tuple(Tensor(x) for x in inputs)
                 batch_in_epoch += 1
-                audio_s = float(lengths.sum()) * fc.hop_length / fc.sample_rate
+                items, audio_s = self.task.batch_stats(inputs, self.config)
                 if batch_in_epoch % tc.accumulate:
                     self.accumulate_cell(*args)
-                    meter.utterances += feats.shape[0]
+                    meter.utterances += items
                     meter.audio_seconds += audio_s
                     continue
                 loss, finite, norm, scale = self.step_cell(*args)
                 step += 1
-                meter.update(float(loss.asnumpy()), bool(finite.asnumpy()), float(norm.asnumpy()),
-                             feats.shape[0], audio_s)
+                meter.update(float(loss.asnumpy()), bool(finite.asnumpy()), float(norm.asnumpy()), items, audio_s)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.asnumpy()):.2f}")
                 budget.mark(step, restart=compiled)
@@ -251,8 +256,7 @@ class Trainer:
                         log.info("step %d/%d epoch %d  loss %.3f  lr %.3g  scale %g  grad norm %.3g  "
                                  "%.1f utt/s  %.0f audio-s/s  skipped %d%s", step, self.total_steps, epoch,
                                  last["loss"], last["lr"], last["loss_scale"], last["grad_norm"],
-                                 last["utt_per_s"], last["audio_s_per_s"], last["skipped_steps"],
-                                 f"  dev WER {last['dev_wer']:.2f} %" if "dev_wer" in last else "")
+                                 last["utt_per_s"], last["audio_s_per_s"], last["skipped_steps"], self._dev_text(last))
                         train_log.append(last)
                         if want_eval:
                             train_log.plot()
@@ -286,7 +290,7 @@ class Trainer:
             log.info("done: %d steps in %.1f s; %d training shapes compiled; %d non-finite steps skipped; "
                      "last loss %.3f%s; checkpoints in %s", step, budget.elapsed(),
                      len(self.train_shapes), result["skipped_steps"], last.get("loss", float("nan")),
-                     f", dev WER {last['dev_wer']:.2f} %" if "dev_wer" in last else "", self.ckpt_dir)
+                     self._dev_text(last), self.ckpt_dir)
         return result
 
 

