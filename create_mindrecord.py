@@ -9,7 +9,9 @@ by default so augmentation stays fresh every epoch; ``--store features`` stores 
 instead (faster to read, no speed perturbation or dither).  With a config whose front end trims
 edge silence (``--set features.trim_db=35``), the audio is stored trimmed.  Shards already written
 for the same inputs are kept, so an interrupted run resumes.  Unusable utterances are skipped and
-reported.
+reported.  With a keyword-spotting config (``task: kws``) the manifest is a keyword manifest
+(utils/convert_speech_commands.py) and the folder holds clips, labels and the background noise
+(src/data/keywords.py).
 """
 from __future__ import annotations
 
@@ -53,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         config = load_config(args.config, args.set)
+        if config.task == "kws":  # keyword manifests: one folder of clips (src/data/keywords.py)
+            if len(args.manifest) != 1:
+                raise ValueError("keyword spotting takes one keyword manifest per MindRecord folder")
+            from src.data.keywords import write_keyword_mindrecord
+            index = write_keyword_mindrecord(args.manifest[0], args.output_dir, config, args.num_shards,
+                                             progress=not args.no_progress)
+            log.info("wrote %d clips (%d skipped) in %d shards to %s in %.1f s", index["records"], index["skipped"],
+                     len(index["shards"]), args.output_dir, time.perf_counter() - start)
+            return 0
         labels = load_labels(config.labels_path)
         speeds = None if args.speeds == "all" else tuple(float(s) for s in args.speeds.split(","))
         utts, seen = [], set()

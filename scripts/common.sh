@@ -255,3 +255,40 @@ ensure_torch() {
   "$PY" -m pip install -q --only-binary=:all: "$TORCH_PIN" >>"$VENV_DIR/pip-install.log" 2>&1 \
     || log "WARNING: could not install $TORCH_PIN; PyTorch-based tests will be skipped"
 }
+
+# ---- optional TensorFlow (parity tests of the DS-CNN only) --------------------------------------
+# tests/test_dscnn_tf.py compares the MFCC front end with TensorFlow's own ops and the converted
+# DS-CNNs with ARM's frozen graphs run by TensorFlow.  TensorFlow lives in its own virtual environment
+# so that nothing in the project imports it; the tests find it through TF_PYTHON (exported here) or
+# .venv-tf/bin/python.  Best effort: without it those tests are skipped.
+TF_VENV_DIR="${TF_VENV_DIR:-$REPO_ROOT/.venv-tf}"
+TF_PINS=(tensorflow-cpu==2.21.0 numpy==2.4.6)
+ensure_tensorflow() {
+  local py="$TF_VENV_DIR/bin/python" stamp="$TF_VENV_DIR/.pins" want="${TF_PINS[*]}"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$py" -c "import tensorflow" >/dev/null 2>&1; then
+    export TF_PYTHON="$py"
+    return 0
+  fi
+  log "installing ${TF_PINS[*]} into $TF_VENV_DIR (optional: TensorFlow parity tests of the DS-CNN)"
+  mkdir -p "$TF_VENV_DIR"
+  local pip_log="$TF_VENV_DIR/pip-install.log"
+  if { [ -x "$py" ] || "$PYTHON_BIN" -m venv "$TF_VENV_DIR" >"$pip_log" 2>&1; } \
+     && "$py" -m pip install -q --only-binary=:all: "${TF_PINS[@]}" >>"$pip_log" 2>&1 \
+     && "$py" -c "import tensorflow" >>"$pip_log" 2>&1; then
+    echo "$want" > "$stamp"
+    export TF_PYTHON="$py"
+  else
+    log "WARNING: could not set up TensorFlow in $TF_VENV_DIR (log: $pip_log); its parity tests will be skipped"
+  fi
+}
+
+# ARM's released DS-CNN graphs for the conversion tests: $ARM_KWS_DIR, else a copy beside the checkout
+# (../shared/pretrained/arm_kws), else what utils/download_speech_commands.py --arm_models fetched.
+find_arm_models() {
+  local d
+  for d in "${ARM_KWS_DIR:-}" "$REPO_ROOT/../shared/pretrained/arm_kws" "$REPO_ROOT/.cache/arm_kws"; do
+    if [ -n "$d" ] && [ -f "$d/DS_CNN_S.pb" ]; then export ARM_KWS_DIR="$d"; return 0; fi
+  done
+  log "NOTE: ARM's DS-CNN graphs not found (set ARM_KWS_DIR); their conversion tests will be skipped"
+}
+

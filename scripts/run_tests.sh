@@ -4,5 +4,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup_env
 ensure_torch
+ensure_tensorflow
+find_arm_models
 cd "$REPO_ROOT"
 exec "$PY" -m pytest "$@"

@@ -99,7 +99,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimizer and per-step learning-rate schedule (src/training/{optim,lr_schedule}.py)."""
-    name: str = "novograd"      # novograd | adamw | sgd
+    name: str = "novograd"      # novograd | adamw | adam | sgd
     lr: float = 1e-2
     betas: tuple[float, ...] = (0.95, 0.98)   # novograd / adamw
     momentum: float = 0.9       # sgd
@@ -112,10 +112,13 @@ class OptimConfig:
     decay: str = "exponential"  # exponential | polynomial | constant, from lr down to min_lr at the end
     min_lr: float = 1e-5
     power: float = 2.0          # polynomial decay exponent
+    nesterov: bool = False      # sgd: Nesterov momentum
+    boundaries: tuple[int, ...] = ()      # piecewise: steps where the rate changes
+    lr_values: tuple[float, ...] = ()     # piecewise: one more rate than boundaries
 
     def validate(self) -> None:
-        _one_of("optim.name", self.name, ("novograd", "adamw", "sgd"))
-        _one_of("optim.decay", self.decay, ("exponential", "polynomial", "constant"))
+        _one_of("optim.name", self.name, ("novograd", "adamw", "adam", "sgd"))
+        _one_of("optim.decay", self.decay, ("exponential", "polynomial", "constant", "piecewise"))
         _greater("optim.lr", self.lr, 0)
         for key in ("eps", "weight_decay", "grad_clip", "warmup_steps", "hold_steps", "min_lr", "momentum"):
             _at_least(f"optim.{key}", getattr(self, key), 0)
@@ -201,6 +204,13 @@ class Config:
 
     def validate(self) -> None:
         _one_of("task", self.task, TASKS)
+        frames = getattr(self.model, "input_frames", None)
+        if self.task == "kws" and frames is not None:
+            from src.audio.features import frame_count
+            clip = self.features.sample_rate * self.kws.clip_duration_ms // 1000
+            if frame_count(clip, self.features) != frames:
+                raise ConfigError(f"model.input_frames={frames} but a {self.kws.clip_duration_ms} ms clip gives "
+                                  f"{frame_count(clip, self.features)} frames with these features")
 
 
 DEFAULT_CONFIG = "src/configs/jasper_tiny.yaml"   # what entry points use without --config

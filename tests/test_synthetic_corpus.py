@@ -265,6 +265,13 @@ def test_voice_settings_stay_in_range():
                 accent, _, variant = v.espeak_voice.partition("+")
                 assert accent in S.ESPEAK_ACCENTS and variant in S.ESPEAK_VARIANTS
                 assert 32 <= v.espeak_pitch <= 68 and 140 <= v.espeak_speed <= 190 and 0 <= v.espeak_gap <= 2
+            elif engine in S.NEURAL_ENGINES:
+                low, high = (-400, 300) if v.sex == "F" else (-300, 500)
+                assert low <= v.pitch_cents <= high and 0.88 <= v.tempo <= 1.12
+                if engine == "kokoro":
+                    assert 0 <= float(v.neural_voice) <= 1 and v.sex == ("M" if float(v.neural_voice) >= 0.5 else "F")
+                else:
+                    assert v.neural_voice == {"hibari": "heart", "piper": "joe"}[engine]
             else:
                 assert -300 <= v.pitch_cents <= 500
                 assert 0.88 <= v.tempo <= 1.12 and 1 / 1.12 - 1e-3 <= v.duration_stretch <= 1 / 0.88 + 1e-3

@@ -12,7 +12,9 @@ Phases, with ``W = warmup_steps``, ``H = hold_steps`` and ``D = total_steps - W 
   - ``exponential``: ``lr * (min_lr / lr) ** p``, a geometric curve (a constant factor per step, the per-step
     form of NVIDIA's per-epoch ``gamma``) that would reach ``min_lr`` at ``p = 1``, i.e. one step after the end;
   - ``polynomial``: ``min_lr + (lr - min_lr) * (1 - p) ** power``;
-  - ``constant``: ``lr``.
+  - ``constant``: ``lr``;
+  - ``piecewise``: ``lr_values[k]`` from step ``boundaries[k-1]`` on (TensorFlow's piecewise-constant schedule;
+    warmup, hold and retiming do not apply).
 
 ``warmup_steps + hold_steps`` may exceed ``total_steps``: the run then simply ends inside warmup or hold (useful
 for short smoke-test runs with the full recipe's config); there is no decay phase.  ``lr_at`` for a step at or
@@ -31,7 +33,7 @@ import numpy as np
 
 from src.config import OptimConfig
 
-DECAYS = ("exponential", "polynomial", "constant")
+DECAYS = ("exponential", "polynomial", "constant", "piecewise")
 
 
 def check_schedule(total_steps: int, cfg: OptimConfig) -> None:
@@ -46,6 +48,11 @@ def check_schedule(total_steps: int, cfg: OptimConfig) -> None:
     if cfg.decay not in DECAYS:
         raise ValueError(f"optim.decay must be one of {', '.join(DECAYS)}; got {cfg.decay!r}")
     if cfg.decay == "constant":
+        return
+    if cfg.decay == "piecewise":
+        if len(cfg.lr_values) != len(cfg.boundaries) + 1 or list(cfg.boundaries) != sorted(set(cfg.boundaries)):
+            raise ValueError(f"optim.decay=piecewise needs increasing optim.boundaries and one more optim.lr_values; "
+                             f"got {list(cfg.boundaries)} and {list(cfg.lr_values)}")
         return
     if cfg.min_lr < 0:
         raise ValueError(f"optim.min_lr must be >= 0, got {cfg.min_lr}")
@@ -96,6 +103,8 @@ def _values(steps: np.ndarray, total_steps: int, cfg: OptimConfig,
     warmup, hold = cfg.warmup_steps, cfg.hold_steps
     n_decay = total_steps - warmup - hold
     steps = steps.astype(np.int64)
+    if cfg.decay == "piecewise":
+        return np.asarray(cfg.lr_values, dtype=np.float64)[np.searchsorted(cfg.boundaries, steps, side="right")]
     out = np.full(steps.shape, float(cfg.lr))
     if warmup > 0:
         in_warmup = steps < warmup

@@ -23,7 +23,7 @@ from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 from src.config import OptimConfig
 from src.training.lr_schedule import lr_schedule
 
-OPTIMIZERS = ("novograd", "adamw", "sgd")
+OPTIMIZERS = ("novograd", "adamw", "adam", "sgd")
 
 DecayFilter = Callable[[Parameter], bool]
 LearningRate = Union[float, np.ndarray, Tensor, Sequence[float], LearningRateSchedule]
@@ -195,14 +195,15 @@ def build_optimizer(params: Iterable[Parameter], cfg: OptimConfig, total_steps: 
       AdamW, ``mindspore.experimental.optim.AdamW``, follows a different optimizer/LR-scheduler API).  It applies
       no bias correction, so its first steps differ from PyTorch's AdamW (about 0.35× with betas (0.95, 0.98));
       LR warmup covers that.
-    * ``sgd``: ``nn.Momentum`` (``cfg.momentum``, no Nesterov; weight decay added to the gradient, i.e. L2).
+    * ``adam``: ``nn.Adam`` with bias correction (TensorFlow's Adam, the DS-CNN recipe).
+    * ``sgd``: ``nn.Momentum`` (``cfg.momentum``, Nesterov with ``cfg.nesterov``; weight decay added to the gradient, i.e. L2).
     """
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {cfg.name!r}")
     params = list(params)
     if not params:
         raise ValueError("build_optimizer: no parameters to optimize")
-    if cfg.name in ("novograd", "adamw") and len(cfg.betas) != 2:
+    if cfg.name in ("novograd", "adamw", "adam") and len(cfg.betas) != 2:
         raise ValueError(f"optim.betas must hold two values (beta1, beta2) for {cfg.name}, got {list(cfg.betas)}")
     if cfg.weight_decay < 0:
         raise ValueError(f"optim.weight_decay must be >= 0, got {cfg.weight_decay}")
@@ -216,8 +217,11 @@ def build_optimizer(params: Iterable[Parameter], cfg: OptimConfig, total_steps: 
         beta1, beta2 = (float(b) for b in cfg.betas)
         return nn.AdamWeightDecay(groups, learning_rate, beta1=beta1, beta2=beta2, eps=cfg.eps,
                                   weight_decay=weight_decay)
+    if cfg.name == "adam":   # with bias correction, as TensorFlow's Adam (DS-CNN's recipe)
+        beta1, beta2 = (float(b) for b in cfg.betas)
+        return nn.Adam(groups, learning_rate, beta1=beta1, beta2=beta2, eps=cfg.eps, weight_decay=weight_decay)
     return nn.Momentum(groups, learning_rate, momentum=float(cfg.momentum), weight_decay=weight_decay,
-                       use_nesterov=False)
+                       use_nesterov=cfg.nesterov)
 
 
 def set_lr_table(optimizer: nn.Optimizer, table: np.ndarray) -> None:

@@ -138,7 +138,7 @@ class Trainer:
         oc = self.config.optim
         last = budget.last_step(step)
         end = self.retiming.end if self.retiming else self.total_steps
-        if (last is None or step < oc.warmup_steps + oc.hold_steps or step >= end
+        if (last is None or oc.decay in ("constant", "piecewise") or step < oc.warmup_steps + oc.hold_steps or step >= end
                 or oc.warmup_steps + oc.hold_steps >= self.total_steps):
             return
         target = min(last, self.total_steps)

@@ -376,12 +376,28 @@ def close_engines() -> None:
         del _LOADED[name]
 
 
+def check_voice(engine: str, voice: str) -> None:
+    """Refuse a voice the engine must not (reserved) or cannot speak, before anything is loaded."""
+    if engine == "kokoro":
+        _kokoro_weight(voice)
+    elif engine in ("hibari", "piper"):
+        expected = "heart" if engine == "hibari" else "joe"
+        if voice in RESERVED_STYLES or voice in KOKORO_REJECTED:
+            check_style(voice)
+        if voice != expected:
+            raise ReservedVoiceError(f"{engine} voice {voice!r} is not available here (only {expected!r} ships "
+                                     "offline)")
+    else:
+        raise ValueError(f"unknown neural engine {engine!r}; choose from {', '.join(NEURAL_ENGINES)}")
+
+
 def synthesize_raw(engine: str, text: str, voice: str, speed: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
     """(float32 mono samples at the engine's own rate, that rate) for one sentence.
 
     voice: ``heart`` (hibari), a jm_kumo blend weight such as ``"0.35"`` or a style name (kokoro),
     ``joe`` (piper).  speed: > 1 is faster (hibari and kokoro; piper only 1.0).
     """
+    check_voice(engine, voice)
     tts = get_engine(engine)
     try:
         audio = tts(text, voice=voice, speed=speed, seed=seed)
