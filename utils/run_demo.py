@@ -1,9 +1,12 @@
-"""The end-to-end demo on a generated LibriSpeech-layout corpus (called by scripts/run_demo.sh).
+"""The end-to-end demo of a model family on a corpus the project generates (called by scripts/run_demo.sh).
 
 Usage:
-    python utils/run_demo.py [--quick] [--work_dir demo_work] [--from STAGE] [--jobs N]
+    python utils/run_demo.py [--model jasper|deepspeech2|dscnn] [--quick] [--work_dir DIR] [--from STAGE] [--jobs N]
 
-Stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310 → lm → probe.
+``--model jasper`` (default, work dir ``demo_work``) and ``--model deepspeech2`` (``demo_work_deepspeech2``)
+walk the speech-recognition path on a generated LibriSpeech-layout corpus; ``--model dscnn``
+(``demo_work_dscnn``) walks the keyword-spotting path on a generated Speech-Commands-layout corpus
+(utils/kws_demo.py).  Speech-recognition stages: corpus → convert → mindrecord → train → eval → export → eval_mindir → infer_310 → lm → probe.
 Each stage after ``mindrecord`` runs the project's own command line (printed, so it can be re-run
 by hand).  Every stage keeps its outputs and reuses them when they are complete (generated chapters,
 wavs, shards, a finished training run, exported files), so a second run is quick; ``--from STAGE``
@@ -50,7 +53,10 @@ log = logging.getLogger("demo")
 
 STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eval_mindir", "infer_310", "lm", "probe")
 SPLITS = {"train": "train-clean", "dev": "dev-clean", "test": "test-clean"}
-CONFIG = REPO / "src" / "configs" / "jasper_tiny.yaml"
+# --model → (training preset, default work dir)
+MODELS = {"jasper": ("src/configs/jasper_tiny.yaml", "demo_work"),
+          "deepspeech2": ("src/configs/deepspeech2_tiny.yaml", "demo_work_deepspeech2"),
+          "dscnn": ("src/configs/dscnn_s.yaml", "demo_work_dscnn")}
 LEXICON = Path("/usr/share/dict/words")  # wamerican: spelling vocabulary for beam search with the LM
 LM_ORDER = 3
 PROBE_UTTERANCES = {"full": 40, "quick": 4}  # per probe set
@@ -65,21 +71,30 @@ class StageError(RuntimeError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="jasper", help="the model family to demonstrate")
     p.add_argument("--quick", action="store_true", help="tiny corpus and a few steps: every stage in minutes")
-    p.add_argument("--work_dir", default="demo_work")
-    p.add_argument("--from", dest="from_stage", choices=STAGES, default=None, help="redo this stage and later ones")
+    p.add_argument("--work_dir", default=None, help="default: demo_work, demo_work_deepspeech2 or demo_work_dscnn")
+    p.add_argument("--from", dest="from_stage", default=None, help="redo this stage and later ones")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--config", default=str(CONFIG), help="training preset")
+    p.add_argument("--config", default=None, help="training preset (default: the family's CPU demo preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    preset, work = MODELS[args.model]
+    args.config = args.config or str(REPO / preset)
+    args.work_dir = args.work_dir or work
+    return args
 
 
 class Demo:
+    stages = STAGES
+
     def __init__(self, args: argparse.Namespace) -> None:
+        if args.from_stage is not None and args.from_stage not in self.stages:
+            raise SystemExit(f"--from must be one of {', '.join(self.stages)}")
         self.args = args
         self.work = Path(args.work_dir).resolve()
         self.overrides = (QUICK_SETTINGS if args.quick else []) + list(args.set)
-        self.summary: dict = {"mode": "quick" if args.quick else "full", "work_dir": str(self.work),
+        self.summary: dict = {"model": args.model, "mode": "quick" if args.quick else "full", "work_dir": str(self.work),
                               "config": args.config, "overrides": self.overrides, "stages": {}, "inference": {}}
         self.librispeech = self.work / "corpus" / "LibriSpeech"
         self.data, self.mindrecord = self.work / "data", self.work / "mindrecord"
@@ -88,7 +103,7 @@ class Demo:
     # --- helpers ---------------------------------------------------------------------------------
     def redo(self, stage: str) -> bool:
         f = self.args.from_stage
-        return bool(f) and STAGES.index(stage) >= STAGES.index(f)
+        return bool(f) and self.stages.index(stage) >= self.stages.index(f)
 
     def redo_from(self, stage: str, why: str) -> None:
         """Outputs from ``stage`` on are stale (``why``): redo that stage and every later one."""
@@ -200,8 +215,9 @@ class Demo:
             self.command("train", ["train.py", *self.config_args(), "--train_data", self.mindrecord / "train",
                                    "--dev_data", self.mindrecord / "dev", "--output_dir", self.run_dir, "--resume",
                                    "--no_progress"])
-        ckpts = sorted((self.run_dir / "checkpoints").glob("jasper-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
-        self.checkpoint = ckpts[-1]
+        from src.training.checkpoint import list_checkpoints
+        self.checkpoint = list_checkpoints(self.run_dir / "checkpoints")[-1]
+        self.summary["checkpoint"] = str(self.checkpoint)
         log_csv = self.run_dir / "checkpoints" / "train_log.csv"
         return [self.checkpoint, log_csv, log_csv.with_suffix(".png")]
 
@@ -231,20 +247,26 @@ class Demo:
     def export(self) -> list[Path]:
         self.fresh("export", self.export_dir)
         # One fixed input length that fits the longest dev/test utterance (rounded up to 16 frames).
+        from src.audio.features import frame_count, padded_frames
         longest = max(u.num_samples for s in ("dev", "test") for u in read_manifest(self.manifest(s)))
-        self.n_frames = -(-(1 + longest // 160) // 16) * 16
+        fc = self.config.features
+        self.n_frames = int(padded_frames(frame_count(longest, fc), fc.pad_to))
         files = []
         for fmt in ("MINDIR", "ONNX"):
             self.command("export", ["export.py", *self.config_args(), *self.checkpoint_args(),
-                                    "--file_name", self.export_dir / "jasper", "--file_format", fmt,
+                                    "--file_name", self.export_stem, "--file_format", fmt,
                                     "--n_frames", str(self.n_frames), "--batch_size", "1"])
-            files.append(self.export_dir / f"jasper.{fmt.lower()}")
+            files.append(self.export_stem.with_suffix(f".{fmt.lower()}"))
         return files
+
+    @property
+    def export_stem(self) -> Path:
+        return self.export_dir / self.config.model.name
 
     def eval_mindir(self) -> list[Path]:
         out = self.work / "eval_mindir"
         self.fresh("eval_mindir", out)
-        self.command("eval_mindir", ["eval.py", *self.config_args(), "--mindir", self.export_dir / "jasper.mindir",
+        self.command("eval_mindir", ["eval.py", "--mindir", self.export_stem.with_suffix(".mindir"),
                                      "--manifest", self.manifest("dev"), self.manifest("test"), "--output_dir", out,
                                      "--no_progress"])
         self.record("mindir", out / "metrics.json")
@@ -255,9 +277,10 @@ class Demo:
         for split in ("dev", "test"):
             work = self.work / "infer_310" / split
             self.fresh("infer_310", work)
-            self.command("infer_310", ["bash", "scripts/run_infer_310.sh", self.export_dir / "jasper.mindir", "y", "0",
-                                       "--device_target", "CPU", "--manifest", self.manifest(split),
-                                       "--work_dir", work, *self.config_args()])
+            # As a 310 user calls it: no --config, the model's sidecar says how to preprocess.
+            self.command("infer_310", ["bash", "scripts/run_infer_310.sh", self.export_stem.with_suffix(".mindir"), "y",
+                                       "0", "--device_target", "CPU", "--manifest", self.manifest(split),
+                                       "--work_dir", work])
             metrics = json.loads((work / "result" / "metrics.json").read_text())
             self.summary["inference"].setdefault("310", {})[split] = {
                 k: next(iter(metrics.values()))[k] for k in ("wer", "cer", "utterances")}
@@ -309,7 +332,7 @@ class Demo:
 
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        for name in STAGES:
+        for name in self.stages:
             self.run_stage(name, getattr(self, "mindrecord_stage" if name == "mindrecord" else name))
         self.summary["agree"] = self.paths_agree()
         atomic_write_json(self.work / "summary.json", self.summary)
@@ -355,7 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
-        Demo(args).run()
+        if args.model == "dscnn":
+            from utils.kws_demo import KwsDemo
+            KwsDemo(args).run()
+        else:
+            Demo(args).run()
     except StageError as e:
         log.error("%s", e)
         return 1

@@ -199,8 +199,9 @@ class KwsTask:
                         out[path] = [f"{classes[top]}\t{probs[top]:.4f}"]
                     else:
                         times, probs = window_posteriors(a, config, lambda f: _probabilities(model, f))
-                        out[path] = [f"{d.time_s:.2f}\t{d.label}\t{d.score:.4f}"
-                                     for d in recognize(times, probs, classes, config)]
+                        found = recognize(times, probs, classes, config)
+                        log.info("%s: %d keyword detections in %.1f s", path, len(found), len(a) / config.features.sample_rate)
+                        out[path] = [f"{d.time_s:.2f}\t{d.label}\t{d.score:.4f}" for d in found]
                 except ValueError as e:
                     errors[path] = str(e)
             return out, errors
