@@ -27,6 +27,8 @@ log = logging.getLogger("tf2mind")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from src.runtime import DEVICES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pb", required=True, help="ARM's frozen graph (DS_CNN_S.pb, DS_CNN_M.pb or DS_CNN_L.pb)")
     p.add_argument("--config", default="src/configs/dscnn_s.yaml", help="the matching DS-CNN preset")
@@ -34,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", default=None,
                    help="the graph's labels file, one class a line (default: labels.txt beside --pb, if any)")
     p.add_argument("--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
-    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
+    p.add_argument("--device_target", choices=DEVICES, default="CPU")
     p.add_argument("--device_id", type=int, default=0)
     return p.parse_args(argv)
 

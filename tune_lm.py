@@ -155,12 +155,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
     d = DecoderOptions()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="src/configs/jasper_tiny.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint", help="a .ckpt file")
-    model.add_argument("--mindir", help="a MindIR exported by export.py")
-    p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    from src.deploy.loading import add_model_args
+    add_model_args(p, required=False)   # no model needed when the log-probability cache exists
     p.add_argument("--manifest", "--data", dest="manifest", help="dev manifest JSON or MindRecord folder")
     p.add_argument("--output_dir", default="lm_tuning")
     p.add_argument("--cache", help="log-probability cache (default: OUTPUT_DIR/logprobs.npz)")
@@ -178,8 +174,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=d.beta, help="reference pair, always scored")
     p.add_argument("--max_utts", type=int, default=None, help="tune on the first N utterances only")
     p.add_argument("--workers", type=int, default=1, help="processes for beam search")
-    p.add_argument("--device_target", choices=("CPU", "GPU", "Ascend"), default="CPU")
-    p.add_argument("--device_id", type=int, default=0)
     p.add_argument("--no_progress", action="store_true")
     return p.parse_args(argv)
 
@@ -199,20 +193,19 @@ def acoustic_devset(args: argparse.Namespace, cache: Path) -> DevSet:
         return dev
     if source is None or args.manifest is None:
         raise ValueError(f"no cache at {cache}: pass --checkpoint or --mindir and --manifest to compute it")
-    from src.config import load_config
-    from src.data.dataset import SpeechData
-    from src.data.mindrecord import mindrecord_for
-    from src.deploy.loading import load_checkpoint_model, load_mindir_model
+    from src.deploy.loading import config_for, load_model
     from src.runtime import configure_device
-    from src.text.labels import load_labels
+    from src.tasks import get_task
 
-    config = load_config(args.config, args.set)
+    config = config_for(args)
     configure_device(args.device_target, args.device_id)
-    labels = load_labels(config.labels_path)
-    model = load_mindir_model(args.mindir) if args.mindir else load_checkpoint_model(config, args.checkpoint,
-                                                                                   ema=args.ema)
-    data = SpeechData(mindrecord_for(args.manifest, Path(args.output_dir) / "mindrecord", config), config,
-                      train=False, batch_size=args.batch_size)
+    task = get_task(config)
+    if task.name != "asr":
+        raise ValueError(f"tune_lm.py tunes the LM weights of a speech-recognition model; {args.config} is {task.name}")
+    labels = task.labels(config)
+    model = load_model(args, config)
+    data = task.open_data(args.manifest, config, train=False, cache_dir=Path(args.output_dir) / "mindrecord",
+                          batch_size=args.batch_size)
     dev = collect_devset(model, data, labels, {**wanted, "labels": labels.symbols}, progress=not args.no_progress)
     save_devset(cache, dev)
     log.info("%s: log-probabilities of %d utterances saved", cache, len(dev.utt_ids))

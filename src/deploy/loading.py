@@ -16,13 +16,13 @@ from src.deploy.sidecar import raw_shape_info, resolve_config
 Model = Callable[..., tuple]
 
 
-def add_model_args(parser, default_config: str | None = DEFAULT_CONFIG) -> None:
+def add_model_args(parser, default_config: str | None = DEFAULT_CONFIG, required: bool = True) -> None:
     """The options of every tool that runs a trained model: config, overrides, checkpoint or MindIR,
     EMA weights, device.  With ``--mindir`` the config defaults to the model's sidecar."""
     parser.add_argument("--config", default=None,
                         help=f"YAML config (default: the MindIR's sidecar, else {default_config})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    model = parser.add_mutually_exclusive_group(required=True)
+    model = parser.add_mutually_exclusive_group(required=required)
     model.add_argument("--checkpoint", "--pretrain_ckpt", dest="checkpoint", help="a .ckpt file")
     model.add_argument("--mindir", help="a MindIR exported by export.py")
     parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
