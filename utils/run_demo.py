@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from src.data.librispeech import convert_librispeech  # noqa: E402
 from src.data.manifest import read_manifest  # noqa: E402
-from utils.corpus.probe import PROBE_SETS, load_plan  # noqa: E402
+from utils.corpus.probe import ALL_PROBE_SETS, load_plan  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
 from utils.corpus.synthetic import make_corpus, resolve_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
@@ -320,14 +320,15 @@ class Demo:
         self.command("probe", ["utils/probe_corpus.py", "--corpus_dir", self.work / "corpus", "--output_dir", out,
                                "--utterances", str(PROBE_UTTERANCES[self.summary["mode"]]),
                                "--jobs", str(self.args.jobs), "--no_progress"])
+        sets = [s for s in ALL_PROBE_SETS if (out / f"{s}.json").is_file()]   # new_engine needs the neural voices
         self.command("probe", ["eval.py", *self.config_args(), *self.checkpoint_args(), "--manifest",
-                               *[out / f"{s}.json" for s in PROBE_SETS], "--output_dir", out / "eval", "--no_progress"])
+                               *[out / f"{s}.json" for s in sets], "--output_dir", out / "eval", "--no_progress"])
         metrics = json.loads((out / "eval" / "metrics.json").read_text())
-        self.summary["probe"] = {s: {k: metrics[s][k] for k in ("wer", "cer", "utterances")} for s in PROBE_SETS}
+        self.summary["probe"] = {s: {k: metrics[s][k] for k in ("wer", "cer", "utterances")} for s in sets}
         # e.g. how many of open_text's words training never had, and how many of them came out right
         counts = self.train_word_counts()
         self.summary["breakdown"]["probe"] = {
-            s: word_accuracy_by_frequency(read_report(out / "eval" / f"{s}.tsv"), counts) for s in PROBE_SETS}
+            s: word_accuracy_by_frequency(read_report(out / "eval" / f"{s}.tsv"), counts) for s in sets}
         return [out / "eval" / "metrics.json"]
 
     def run(self) -> None:

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 import re
 import time
@@ -184,7 +185,7 @@ def probe_all(paths: Sequence[str], max_samples: int | None, *, min_samples: int
     """``probe_clip`` for every path, in order; in ``jobs`` processes for large sets, with a progress bar."""
     jobs = max(1, jobs or os.cpu_count() or 1)
     tasks = [(p, max_samples, min_samples) for p in paths]
-    bar = tqdm(total=len(tasks), unit="clip", desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(tasks), unit="clip", desc=desc, disable=None if progress else True, leave=False)
     try:
         if jobs == 1 or len(tasks) < _PARALLEL_FROM:
             results = []
@@ -192,7 +193,7 @@ def probe_all(paths: Sequence[str], max_samples: int | None, *, min_samples: int
                 results.append(_probe_task(t))
                 bar.update()
             return results
-        with cf.ProcessPoolExecutor(jobs) as pool:
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
             results = []
             for r in pool.map(_probe_task, tasks, chunksize=256):
                 results.append(r)

@@ -152,9 +152,13 @@ class AsrTask:
     def evaluate(self, model: Model, data, config, progress: bool = False, desc: str = "eval",
                  decode: Callable | None = None) -> Evaluation:
         rates, rows = evaluate(model, data, self.labels(config), progress=progress, desc=desc, decode=decode)
-        skipped = getattr(data, "skipped", 0)
-        return Evaluation({**rates.as_dict(), **({"skipped": skipped} if skipped else {})}, rows,
-                          self.primary, self.higher_is_better)
+        # Utterances whose audio could not be read (or was missing) when the set was written to MindRecord:
+        # not scored, so always reported next to the count of those that were.
+        skipped = int(getattr(data, "skipped", 0))
+        if skipped:
+            log.warning("%s: %d utterance(s) skipped when the data set was written (unreadable or missing audio; "
+                        "named in the log when it was written) and not scored", desc, skipped)
+        return Evaluation({**rates.as_dict(), "skipped": skipped}, rows, self.primary, self.higher_is_better)
 
     def write_report(self, evaluation: Evaluation, out_dir: Path, name: str) -> list[Path]:
         from src.fileio import atomic_write_text
@@ -164,19 +168,31 @@ class AsrTask:
 
     def transcriber(self, model: Model, config, args) -> Callable[[dict], tuple[dict, dict]]:
         """``run({path: audio}) -> ({path: [text]}, {path: error})`` for transcribe.py: batches of similar
-        lengths; recordings longer than ``--chunk_seconds`` go through src.tasks.long_audio in chunks."""
+        lengths; recordings longer than ``--chunk_seconds`` (default 20 s) go through src.tasks.long_audio
+        in overlapping chunks, so memory stays bounded whatever their length."""
         from src.audio.features import batch_features
         from src.decoding.beam import make_decoder, options_from_args
+        from src.tasks import long_audio
 
         decode = make_decoder(options_from_args(args), self.labels(config))
         batch_size = max(1, getattr(args, "batch_size", 8))
+        chunk_seconds = getattr(args, "chunk_seconds", None) or long_audio.DEFAULT_CHUNK_SECONDS
+        if chunk_seconds <= 0:
+            raise ValueError(f"--chunk_seconds must be > 0, got {chunk_seconds}")
+        longest = int(chunk_seconds * config.features.sample_rate)
+        stride, convs, max_window = long_audio.model_geometry(model, getattr(args, "mindir", None))
+        overlap = long_audio.overlap_for(convs, config.features)
+
+        def model_predict(feats: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return predict(model, feats, lengths)
 
         def run(audio: dict) -> tuple[dict, dict]:
+            nonlocal stride
             texts, errors = {}, {}
             # Similar lengths together keep padding small; results are returned per path.
-            order = sorted(audio, key=lambda p: len(audio[p]))
-            for i in range(0, len(order), batch_size):
-                paths = order[i:i + batch_size]
+            short = sorted((p for p in audio if len(audio[p]) <= longest), key=lambda p: len(audio[p]))
+            for i in range(0, len(short), batch_size):
+                paths = short[i:i + batch_size]
                 feats, lengths = batch_features([audio[p] for p in paths], config.features)
                 try:
                     log_probs, out_lengths = predict(model, feats, lengths)
@@ -184,6 +200,15 @@ class AsrTask:
                     errors.update({p: str(e) for p in paths})
                     continue
                 texts.update((p, [t]) for p, t in zip(paths, decode(log_probs, out_lengths)))
+            for p in (p for p in audio if len(audio[p]) > longest):
+                try:
+                    if stride is None:
+                        stride = long_audio.probe_stride(model_predict, config.features.feature_dim,
+                                                         min(960, max_window or 960))
+                    texts[p] = [long_audio.transcribe_long(model_predict, decode, audio[p], config.features, stride,
+                                                           chunk_seconds, overlap, max_window)]
+                except ValueError as e:
+                    errors[p] = str(e)
             return texts, errors
         return run
 
@@ -241,7 +266,8 @@ class AsrTask:
 
     def describe(self, name: str, evaluation: Evaluation) -> str:
         m = evaluation.metrics
-        return f"{name}\tWER {m['wer']:.2f} %\tCER {m['cer']:.2f} %\t{m['utterances']} utterances"
+        skipped = f"\t{m['skipped']} skipped" if m.get("skipped") else ""
+        return f"{name}\tWER {m['wer']:.2f} %\tCER {m['cer']:.2f} %\t{m['utterances']} utterances{skipped}"
 
 
 TASK = AsrTask()

@@ -40,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -116,6 +116,7 @@ class KwsCorpusConfig:
     testing_percentage: float = 10.0
     other_words: tuple[str, ...] = OTHER_WORDS
     version: int = GENERATOR_VERSION
+    voice_version: int = synthetic.GENERATOR_VERSION   # the voices' own audio version
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -513,12 +514,16 @@ def _read_meta(root: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+# Settings added after corpora were made, with the value those corpora implicitly had.
+_IMPLIED_SETTINGS = {"voice_version": 1}
+
+
 def _prepare_root(root: Path, config: KwsCorpusConfig, force: bool) -> None:
     """Check corpus.json against the config; with ``force`` remove a corpus made with other settings."""
     new = config.to_json()
     if (root / META_NAME).is_file():
         old = _read_meta(root)
-        if old.get("config") == new:
+        if isinstance(old.get("config"), dict) and {**_IMPLIED_SETTINGS, **old["config"]} == new:
             return
         if old.get("generator") != "utils/make_kws_corpus.py":
             raise KwsCorpusError(f"{root}/{META_NAME} was not written by this generator; choose another folder")
@@ -578,7 +583,7 @@ def generate_kws_corpus(output_dir: str | os.PathLike, config: KwsCorpusConfig, 
         n_clips = sum(len(s.clips) for s, _ in tasks)
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
         log.info("synthesizing %d speakers (%d clips) with %d processes into %s", len(tasks), n_clips, jobs, root)
-        bar = tqdm(total=n_clips, unit="clip", desc="synthesizing", disable=not progress)
+        bar = tqdm(total=n_clips, unit="clip", desc="synthesizing", disable=None if progress else True)
         pool = None
         if jobs == 1:
             results: Iterable[SpeakerResult] = map(_make_speaker_task, tasks)
@@ -631,8 +636,3 @@ def make_kws_corpus(output_dir: str | os.PathLike, preset: str = "quick", jobs: 
     config = resolve_config(preset, **overrides)
     return generate_kws_corpus(output_dir, config, jobs=jobs, force=force, progress=progress).root
 
-
-def corpus_speakers(root: str | os.PathLike) -> Mapping[str, str]:
-    """speaker id → split, from a generated corpus's corpus.json."""
-    meta = _read_meta(Path(root))
-    return {s["id"]: s["split"] for s in meta.get("speakers", [])}

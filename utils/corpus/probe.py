@@ -136,7 +136,7 @@ def new_engine_for(plan: CorpusPlan, train_subset: str | None = None, allow_pipe
 
 def new_engine_voices(plan: CorpusPlan, engine: str, n: int = NEW_ENGINE_VOICES) -> list[Voice]:
     """``n`` speakers of ``engine`` drawn from the corpus seed (none of them in the corpus)."""
-    return [draw_voice(engine, _rng(plan.config.seed, _KEY_PROBE, NEW_ENGINE_ORDER.index(engine), i))
+    return [draw_voice(engine, _rng(plan.config.seed, _KEY_PROBE, 100 + NEW_ENGINE_ORDER.index(engine), i))
             for i in range(n)]
 
 

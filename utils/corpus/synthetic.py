@@ -53,7 +53,7 @@ from src.audio.io import float_to_int16, int16_to_float
 from src.fileio import atomic_path, atomic_write_json, atomic_write_text
 from utils.corpus import neural
 from utils.corpus.acoustics import Acoustics, AcousticsError, apply_acoustics, draw_acoustics
-from utils.corpus.neural import NEURAL_ENGINES, ReservedVoiceError, VoicesNotInstalledError
+from utils.corpus.neural import NEURAL_ENGINES, ReservedVoiceError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sentences of any word.  hibari stays out, so the new_engine probe set measures an unseen engine.
     # Needs the optional voices (requirements-voices.txt).
     "generalize": dict(subsets=("train-clean", "dev-clean", "test-clean"), speakers=(200, 16, 16),
-                       chapters_per_speaker=(1, 1, 1), utts_per_chapter=(20, 8, 8), min_words=5, max_words=20,
+                       chapters_per_speaker=(1, 1, 1), utts_per_chapter=(16, 8, 8), min_words=5, max_words=20,
                        voices={"flite-rms": 0.25, "flite-kal16": 0.15, "festival-kal": 0.15, "espeak": 0.30,
                                "kokoro": 0.15},
                        texts=TEXT_SOURCES, text_pools="disjoint", vocabulary=0, acoustics=0.5, seed=0),
