@@ -8,10 +8,12 @@ The schema is documented in src/data/mindrecord.py and the README.  Audio is sto
 by default so augmentation stays fresh every epoch; ``--store features`` stores log-mel features
 instead (faster to read, no speed perturbation or dither).  With a config whose front end trims
 edge silence (``--set features.trim_db=35``), the audio is stored trimmed.  Shards already written
-for the same inputs are kept, so an interrupted run resumes.  Unusable utterances are skipped and
-reported.  With a keyword-spotting config (``task: kws``) the manifest is a keyword manifest
-(utils/convert_speech_commands.py) and the folder holds clips, labels and the background noise
-(src/data/keywords.py).
+for the same inputs are kept, so an interrupted run resumes (a shard whose files no longer have the
+sizes recorded when it was written, e.g. truncated, is written again).  Unusable utterances are
+skipped and counted ("not found" for missing files); an id listed twice keeps its first usable copy;
+an empty transcript is stored with a warning.  With a keyword-spotting config (``task: kws``) the
+manifest is a keyword manifest (utils/convert_speech_commands.py) and the folder holds clips, labels
+and the background noise (src/data/keywords.py).
 """
 from __future__ import annotations
 
@@ -66,22 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         labels = load_labels(config.labels_path)
         speeds = None if args.speeds == "all" else tuple(float(s) for s in args.speeds.split(","))
-        utts, seen = [], set()
-        for m in args.manifest:
-            for u in read_manifest(m, args.data_dir, speeds):
-                if u.utt_id in seen:
-                    log.warning("skipping %s: utterance %s appears twice in the manifests", m, u.utt_id)
-                    continue
-                seen.add(u.utt_id)
-                utts.append(u)
+        # An id listed twice keeps its first usable copy (write_mindrecord decides and reports it).
+        utts = [u for m in args.manifest for u in read_manifest(m, args.data_dir, speeds)]
         index = write_mindrecord(utts, args.output_dir, args.num_shards, labels, store=args.store,
                                  feature_cfg=config.features, prefix=args.prefix, parallel=args.parallel,
                                  progress=not args.no_progress)
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
-    log.info("wrote %d records (%.2f h, %d skipped) in %d shards to %s in %.1f s", index["records"],
-             index["hours"], index["skipped"], len(index["shards"]), args.output_dir, time.perf_counter() - start)
+    log.info("wrote %d records (%.2f h, %d skipped, %d duplicate ids dropped) in %d shards to %s in %.1f s",
+             index["records"], index["hours"], index["skipped"], index.get("duplicates", 0), len(index["shards"]),
+             args.output_dir, time.perf_counter() - start)
     return 0
 
 

@@ -101,3 +101,36 @@ def test_malformed_manifest_names_entry(tmp_path):
     p.write_text(json.dumps([{"transcript": "a", "files": [{"fname": "x.wav"}]}]))
     with pytest.raises(ManifestError, match="entry 0"):
         read_manifest(p)
+
+
+def test_upper_case_extensions_are_converted(tmp_path):
+    root = write_librispeech_folder(tmp_path / "in", [("1-2-0000", "LOUD NAME", speech_like(8000, 16000, 1), 16000)],
+                                    ext="FLAC")
+    (root / "1" / "2" / "1-2-0042.WAV").write_bytes(b"")   # audio without a transcript line is counted too
+    report = convert_librispeech(root, tmp_path / "wav", tmp_path / "m.json", progress=False)
+    assert report.converted == 1 and not report.skipped
+    assert [u.utt_id for u in read_manifest(tmp_path / "m.json")] == ["1-2-0000"]
+
+
+def test_lower_sample_rates_are_upsampled_with_a_warning_and_counted(tmp_path, caplog):
+    root = write_librispeech_folder(tmp_path / "in", [("1-2-0000", "EIGHT K", speech_like(8000, 8000, 3), 8000),
+                                                      ("1-2-0001", "SIXTEEN K", speech_like(16000, 16000, 4), 16000)])
+    report = convert_librispeech(root, tmp_path / "wav", tmp_path / "m.json", parallel=2, progress=False)
+    assert report.upsampled == 1 and "1 upsampled" in report.summary()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len([m for m in warnings if "upsampled" in m]) == 1
+    assert any("1-2-0000.flac" in m and "8000 Hz" in m for m in warnings)
+
+
+def test_a_killed_conversion_leaves_no_partial_files(small_corpus, tmp_path):
+    import subprocess as sp
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    args = (small_corpus, tmp_path / "wav", tmp_path / "m.json")
+    convert_librispeech(*args, progress=False)
+    wav = next((tmp_path / "wav").rglob("*.wav"))
+    partial = wav.with_name(f"{wav.name}.{dead.pid}.tmp")     # a worker killed while writing
+    partial.write_bytes(b"RIFF")
+    wav.unlink()
+    report = convert_librispeech(*args, progress=False)
+    assert (report.reused, report.converted) == (7, 1) and not partial.exists() and wav.is_file()

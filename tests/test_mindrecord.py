@@ -127,3 +127,93 @@ def test_word_piece_tokens_round_trip_and_other_labels_are_refused(manifest, tmp
     assert len(SpeechData(tmp_path / "mr", config, train=False).keep) == len(utts)
     with pytest.raises(ValueError, match="other labels.*re-run create_mindrecord.py"):
         SpeechData(tmp_path / "mr", load_config(None, ["data.batch_size=2"]), train=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Nothing is lost or kept without a word
+
+
+def test_truncated_shard_is_written_again_not_kept_as_up_to_date(manifest, tmp_path, caplog):
+    utts = read_manifest(manifest)
+    write_mindrecord(utts, tmp_path / "mr", 2, load_labels(), progress=False)
+    shards = sorted((tmp_path / "mr").glob("*.mindrecord"))
+    size = shards[0].stat().st_size
+    with open(shards[0], "r+b") as f:       # a copy or a disk that stopped half-way
+        f.truncate(size // 2)
+    with pytest.raises(ValueError, match="truncated or damaged.*re-run create_mindrecord.py"):
+        read_index(tmp_path / "mr")
+    mtime1 = shards[1].stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="src.data.mindrecord"):
+        write_mindrecord(utts, tmp_path / "mr", 2, load_labels(), progress=False)
+    assert shards[0].stat().st_size == size and shards[1].stat().st_mtime_ns == mtime1
+    assert "truncated" in caplog.text and "1 of 2 shards are up to date" in caplog.text
+    assert len(read_index(tmp_path / "mr").utt_ids) == 8
+
+
+def test_missing_audio_is_reported_as_not_found_and_exposed_as_skipped(manifest, tmp_path):
+    from src.config import load_config
+    from src.data.dataset import SpeechData
+
+    utts = read_manifest(manifest)
+    utts[3].audio_path.unlink()
+    write_mindrecord(utts, tmp_path / "mr", 1, load_labels(), progress=False)
+    meta = json.loads(next((tmp_path / "mr").glob("data-*.json")).read_text())
+    assert meta["skipped"] == [f"{utts[3].utt_id}: {utts[3].audio_path}: not found"]
+    data = SpeechData(tmp_path / "mr", load_config(None, ["data.batch_size=2"]), train=False)
+    assert data.skipped == 1 and len(data.keep) == 7
+
+
+def write_json(path: Path, entries: list) -> Path:
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_a_duplicated_id_keeps_its_good_second_copy(manifest, tmp_path, capfd, restore_logging):
+    """The first manifest names a broken file for an id, the second a good one: the good one is stored."""
+    import create_mindrecord
+
+    entries = json.loads(manifest.read_text())
+    wav = manifest.parent / entries[0]["files"][0]["fname"]
+    broken = tmp_path / "broken" / wav.name
+    broken.parent.mkdir()
+    broken.write_bytes(b"not audio")
+    first = write_json(tmp_path / "first.json", [{**entries[0], "files": [{**entries[0]["files"][0],
+                                                                            "fname": str(broken)}]}])
+    code = create_mindrecord.main(["--manifest", str(first), str(manifest), "--output_dir", str(tmp_path / "mr"),
+                                   "--no_progress", "--parallel", "1"])
+    assert code == 0
+    index = json.loads((tmp_path / "mr" / "dataset.json").read_text())
+    assert index["records"] == 8 and index["skipped"] == 0 and index["duplicates"] == 1
+    assert wav.stem in read_index(tmp_path / "mr").utt_ids
+    err = capfd.readouterr().err
+    assert f"kept {wav.resolve()}" in err and "unusable" in err and "1 duplicate ids dropped" in err
+
+
+def test_empty_transcript_is_stored_with_a_warning(manifest, tmp_path, caplog):
+    entries = json.loads(manifest.read_text())
+    entries[1]["transcript"] = ""
+    m = write_json(manifest.parent / "empty.json", entries)
+    index = write_mindrecord(read_manifest(m), tmp_path / "mr", 1, load_labels(), progress=False)
+    assert index["records"] == 8
+    empty_id = Path(entries[1]["files"][0]["fname"]).stem
+    assert any(empty_id in r.getMessage() and "empty transcript" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
+
+
+def test_pool_workers_end_quietly_when_their_parent_is_killed(tmp_path):
+    """Before, each worker printed a BrokenPipeError traceback when it reported its result."""
+    script = ("import os, time\n"
+              "from src.data.mindrecord import worker_pool\n"
+              "def job(seconds):\n"
+              "    os.write(1, b'started\\n')\n"
+              "    time.sleep(seconds)\n"
+              "pool = worker_pool(2)\n"
+              "pool.map_async(job, [2, 2], chunksize=1)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert [proc.stdout.readline().strip() for _ in range(2)] == ["started", "started"]
+    proc.kill()                             # while both workers are busy
+    # stderr reaches its end when the last worker holding it has exited
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

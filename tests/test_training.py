@@ -210,6 +210,8 @@ def test_sigkill_then_resume_continues_the_same_curve(mindrecord_dir, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resumed from" in run.stderr
+    assert "not loaded" not in run.stderr                            # the LR table is rebuilt, not missing
+    assert not list((out / "checkpoints").glob("*.tmp*"))            # a write cut by the kill is cleaned up
     rows = log_rows(out)
     assert [r["step"] for r in rows] == list(range(1, 13))           # no gap, no duplicate
     for r in rows:                                                   # the same curve as without the kill

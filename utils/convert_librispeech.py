@@ -7,8 +7,10 @@ Usage:
 
 Works on real LibriSpeech and on any folder in its layout.  Transcripts are normalized to the
 labels; utterances that cannot be used (missing/corrupt/empty audio, transcripts with characters
-that have no spoken form) are skipped and reported with their file and line.  Re-running reuses
-wav files already written, so an interrupted conversion resumes.  ``--speed`` adds offline
+that have no spoken form) are skipped and reported with their file and line; audio recorded at a
+lower rate (e.g. 8 kHz telephone speech) is upsampled with a warning and counted in the summary.
+Audio extensions are matched in any letter case (``.flac``, ``.FLAC``).  Re-running reuses wav files
+already written, so an interrupted conversion resumes.  ``--speed`` adds offline
 speed-perturbed copies to each manifest entry's ``files`` (NVIDIA's manifest convention).
 """
 from __future__ import annotations

@@ -98,6 +98,8 @@ class SpeechData:
         self.batch_size = batch_size or config.data.batch_size
         self.output_stride = output_stride
         self.index: ShardIndex = data if isinstance(data, ShardIndex) else read_index(data)
+        #: utterances left out when the folder was written (unreadable or missing audio); reported by evaluation
+        self.skipped: int = self.index.skipped
         data_dir = "<in-memory index>" if isinstance(data, ShardIndex) else data
         self.labels = load_labels(config.labels_path)
         fc, ac = config.features, config.augment

@@ -1,17 +1,20 @@
 """LibriSpeech-layout folders → 16 kHz mono wav files + a manifest.
 
 Layout read: ``<input>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` with lines
-``<utt_id> TRANSCRIPT`` and the audio ``<utt_id>.flac`` (or .wav/.ogg) beside it.  Output mirrors
-the folders under ``dest_dir``.  Each utterance is converted at most once: a wav already written
-(atomically, so it is complete) is reused, so an interrupted conversion resumes where it stopped.
-Unusable utterances are skipped and reported with their file and line, never fatal.
+``<utt_id> TRANSCRIPT`` and the audio ``<utt_id>.flac`` (or .wav/.ogg, in any letter case) beside
+it.  Output mirrors the folders under ``dest_dir``.  Each utterance is converted at most once: a wav
+already written (atomically, so it is complete) is reused, so an interrupted conversion resumes where
+it stopped, and the partial files of a killed run are removed.  Unusable utterances are skipped and
+reported with their file and line, never fatal.  Audio at a lower rate than the output is upsampled
+with a warning per file (it lacks the upper frequencies the model was trained on), counted in the
+summary.
 """
 from __future__ import annotations
 
 import collections
 import logging
-import multiprocessing as mp
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +24,7 @@ from tqdm import tqdm
 from src.audio.augment import change_speed
 from src.audio.io import AudioError, audio_info, load_audio, write_wav
 from src.data.manifest import audio_file_entry, manifest_entry, write_manifest
+from src.data.mindrecord import worker_pool
 from src.text.normalize import TextNormalizationError, normalize_text
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ class Report:
     reused: int = 0
     skipped: collections.Counter = field(default_factory=collections.Counter)
     seconds_of_audio: float = 0.0
+    upsampled: int = 0          # files whose source rate was below the output rate
 
     def skip(self, reason: str, where: str, detail: str) -> None:
         self.skipped[reason] += 1
@@ -54,19 +59,27 @@ class Report:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
         return (f"{len(self.entries)} utterances ({self.converted} converted, {self.reused} reused), "
                 f"{self.seconds_of_audio / 3600:.2f} h of audio; skipped {skipped}"
-                + (f" ({reasons})" if reasons else ""))
+                + (f" ({reasons})" if reasons else "")
+                + (f"; {self.upsampled} upsampled from a lower sample rate" if self.upsampled else ""))
 
 
 def speed_suffix(speed: float) -> str:
     return "" if speed == 1.0 else f"_sp{speed:g}"
 
 
-def _find_audio(folder: Path, utt_id: str) -> Path | None:
-    for ext in AUDIO_EXTENSIONS:
-        p = folder / f"{utt_id}{ext}"
-        if p.is_file():
-            return p
-    return None
+def is_audio_file(path: Path) -> bool:
+    """An audio file by its extension, in any letter case (``.flac``, ``.FLAC``, ``.Wav``)."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _find_audio(folder: Path, utt_id: str, listing: dict[Path, list[Path]]) -> Path | None:
+    """``folder/<utt_id>.<ext>`` for an audio extension in any letter case (``listing`` caches folders)."""
+    if folder not in listing:
+        listing[folder] = sorted(p for p in folder.iterdir() if p.is_file() and is_audio_file(p))
+    found = [p for p in listing[folder] if p.stem == utt_id]
+    # The preferred extension first, as before: .flac, then .wav, then .ogg
+    found.sort(key=lambda p: AUDIO_EXTENSIONS.index(p.suffix.lower()))
+    return found[0] if found else None
 
 
 def plan_jobs(input_dir: Path, dest_dir: Path, speeds: Sequence[float], report: Report) -> list[Job]:
@@ -77,6 +90,7 @@ def plan_jobs(input_dir: Path, dest_dir: Path, speeds: Sequence[float], report: 
                                 "<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt")
     jobs, seen = [], {}
     transcribed: set[Path] = set()
+    listing: dict[Path, list[Path]] = {}
     for tf in trans_files:
         rel = tf.parent.relative_to(input_dir)
         for line_no, line in enumerate(tf.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -91,7 +105,7 @@ def plan_jobs(input_dir: Path, dest_dir: Path, speeds: Sequence[float], report: 
                 report.skip("duplicate id", where, f"utterance {utt_id} already listed at {seen[utt_id]}")
                 continue
             seen[utt_id] = where
-            source = _find_audio(tf.parent, utt_id)
+            source = _find_audio(tf.parent, utt_id, listing)
             if source is not None:
                 transcribed.add(source)
             try:
@@ -104,11 +118,36 @@ def plan_jobs(input_dir: Path, dest_dir: Path, speeds: Sequence[float], report: 
                 continue
             outputs = tuple((s, dest_dir / rel / f"{utt_id}{speed_suffix(s)}.wav") for s in speeds)
             jobs.append(Job(utt_id, source, text, where, outputs))
-    untranscribed = [p for ext in AUDIO_EXTENSIONS for p in input_dir.rglob(f"*{ext}") if p not in transcribed]
+    untranscribed = sorted(p for p in input_dir.rglob("*") if is_audio_file(p) and p.is_file() and p not in transcribed)
     if untranscribed:
         log.warning("%d audio files under %s have no transcript line and are ignored (e.g. %s)",
                     len(untranscribed), input_dir, untranscribed[0])
     return jobs
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete half-written wav files (``<name>.<pid>.tmp``, src/fileio.py) that a killed conversion left
+    under ``folder``; files of a process still running are kept.  Returns how many were removed."""
+    removed = 0
+    if folder.is_dir():
+        for p in folder.rglob("*.tmp"):
+            m = re.match(r"^.+\.(\d+)\.tmp$", p.name)
+            if m and p.is_file() and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d partial file(s) of an interrupted conversion under %s", removed, folder)
+    return removed
 
 
 def _existing(job: Job, sample_rate: int) -> list[tuple[float, Path, int]] | None:
@@ -125,6 +164,16 @@ def _existing(job: Job, sample_rate: int) -> list[tuple[float, Path, int]] | Non
             return None
         found.append((speed, out, info.frames))
     return found
+
+
+def source_rate(job: Job) -> int | None:
+    """The sample rate of the job's source file (None when it has none or its header is unreadable)."""
+    if job.source is None:
+        return None
+    try:
+        return int(audio_info(job.source).samplerate)
+    except AudioError:
+        return None
 
 
 def convert_one(job: Job, sample_rate: int) -> tuple[str, list[tuple[float, Path, int]] | str]:
@@ -148,8 +197,10 @@ def convert_one(job: Job, sample_rate: int) -> tuple[str, list[tuple[float, Path
     return "converted", written
 
 
-def _convert_star(args: tuple[Job, int]) -> tuple[str, list | str]:
-    return convert_one(*args)
+def _convert_star(args: tuple[Job, int]) -> tuple[str, list | str, int | None]:
+    """convert_one's result and the source's sample rate."""
+    status, payload = convert_one(*args)
+    return status, payload, source_rate(args[0])
 
 
 def convert_librispeech(input_dir: str | os.PathLike, dest_dir: str | os.PathLike, output_json: str | os.PathLike,
@@ -163,16 +214,21 @@ def convert_librispeech(input_dir: str | os.PathLike, dest_dir: str | os.PathLik
     if any(s <= 0 for s in all_speeds):
         raise ValueError(f"speeds must be positive, got {speeds}")
     report = Report()
+    remove_stale_temporaries(dest_dir)
     jobs = plan_jobs(input_dir, dest_dir, all_speeds, report)
     manifest_dir = output_json.resolve().parent
     tasks = [(j, sample_rate) for j in jobs]
-    with mp.get_context("fork").Pool(max(1, parallel)) if parallel > 1 else _Serial() as pool:
+    with worker_pool(max(1, parallel)) if parallel > 1 else _Serial() as pool:
         results = pool.imap(_convert_star, tasks, chunksize=8)
-        for job, (status, payload) in tqdm(zip(jobs, results), total=len(jobs), disable=not progress,
-                                           desc=f"convert {input_dir.name}", unit="utt"):
+        for job, (status, payload, rate) in tqdm(zip(jobs, results), total=len(jobs), disable=not progress,
+                                                 desc=f"convert {input_dir.name}", unit="utt"):
             if status.startswith("skip:"):
                 report.skip(status[5:], job.where, payload)
                 continue
+            if rate is not None and rate < sample_rate:
+                report.upsampled += 1
+                log.warning("%s: recorded at %d Hz, upsampled to %d Hz (it holds nothing above %g kHz, which "
+                            "the model hears in its training data)", job.source, rate, sample_rate, rate / 2000)
             setattr(report, status, getattr(report, status) + 1)
             files = [audio_file_entry(os.path.relpath(path.resolve(), manifest_dir), speed, n, sample_rate)
                      for speed, path, n in payload]

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from src.fileio import atomic_write_json
 
@@ -100,3 +100,41 @@ def read_manifest(path: str | os.PathLike, data_dir: str | os.PathLike | None = 
             raise ManifestError(f"{path}: entry {i} is malformed ({e!r}); expected keys "
                                 "transcript, files[{fname, speed, duration, num_samples, sample_rate}]") from None
     return out
+
+
+def unique_utterances(utts: Sequence[Utterance], problem: Callable[[Utterance], str | None]
+                      ) -> tuple[list[Utterance], list[str]]:
+    """One utterance per id.  Of copies sharing an id (the same file listed twice, or two manifests
+    naming different files alike) the first usable one is kept, so an unreadable first copy does not
+    take a good second one down with it; ``problem(u)`` says why ``u`` is unusable (None: usable) and is
+    asked only about duplicated ids.  When no copy is usable the first is kept (its writer skips and
+    counts it).
+
+    Returns the utterances in the order their ids were first listed, and one message per duplicated id.
+    """
+    copies: dict[str, list[Utterance]] = {}
+    for u in utts:
+        copies.setdefault(u.utt_id, []).append(u)
+    if len(copies) == len(utts):
+        return list(utts), []
+    kept, messages = [], []
+    for utt_id, group in copies.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        passed_over = []
+        chosen = None
+        for u in group:
+            why = problem(u)
+            if why is None:
+                chosen = u
+                break
+            passed_over.append(why)
+        chosen = chosen or group[0]
+        dropped = [str(u.audio_path) for u in group if u is not chosen]
+        note = (f" (the earlier copy is unusable: {'; '.join(passed_over)})"
+                if passed_over and chosen is not group[0] else "")
+        messages.append(f"utterance {utt_id} is listed {len(group)} times: kept {chosen.audio_path}{note}; "
+                        f"dropped {', '.join(dropped)}")
+        kept.append(chosen)
+    return kept, messages

@@ -21,22 +21,32 @@ only what the model will see, and the front end's own trim leaves it unchanged.
 Files in the output folder::
 
     <prefix>-<k>-of-<N>.mindrecord(.db)   shard k, written into .tmp/ and moved into place when complete
-    <prefix>-<k>-of-<N>.json              shard metadata: fingerprint, utt_ids, num_samples, token counts
-    dataset.json                          the shard list, totals and the store mode (written last)
+    <prefix>-<k>-of-<N>.json              shard metadata: fingerprint, utt_ids, num_samples, token counts,
+                                          what was skipped and the byte sizes of the two files
+    dataset.json                          the shard list, totals (records, skipped, duplicates) and the store mode
+                                          (written last)
 
-A shard whose metadata fingerprint matches its inputs is not written again, so an interrupted run
-resumes with the shards it had not finished.  (MindRecord files keep their own name inside their
-index, so a shard is written under its final name in .tmp/ and moved, never renamed.)
+A shard whose metadata fingerprint matches its inputs, and whose files still have the sizes recorded
+in its metadata, is not written again, so an interrupted run resumes with the shards it had not
+finished (a truncated or damaged shard is written again).  (MindRecord files keep their own name
+inside their index, so a shard is written under its final name in .tmp/ and moved, never renamed.)
+
+What cannot be stored is reported, never silently dropped: unreadable or missing audio is skipped and
+counted (``skipped``: a reader of the folder, e.g. eval.py, reports it), an utterance id listed twice
+keeps its first usable copy (``duplicates``), an empty transcript is stored with a warning.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +57,7 @@ from tqdm import tqdm
 from src.audio.io import AudioError, float_to_int16, load_audio
 from src.audio.trim import trim_silence
 from src.config import Config, FeatureConfig
-from src.data.manifest import Utterance, read_manifest
+from src.data.manifest import Utterance, read_manifest, unique_utterances
 from src.fileio import atomic_write_json
 from src.text.labels import Labels
 
@@ -116,6 +126,8 @@ class ShardJob:
 
 def _record(u: Utterance, job: ShardJob) -> dict:
     sr = job.feature_cfg.sample_rate
+    if not u.audio_path.is_file():
+        raise AudioError(f"{u.audio_path}: not found")
     audio, _ = load_audio(u.audio_path, target_sr=sr)
     audio = trim_silence(audio, job.feature_cfg)
     rec = {"utt_id": u.utt_id, "transcript": u.transcript, "tokens": job.labels.encode(u.transcript),
@@ -129,6 +141,15 @@ def _record(u: Utterance, job: ShardJob) -> dict:
         rec["features"] = feats.reshape(-1)
         rec["n_frames"] = np.int32(feats.shape[1])
     return rec
+
+
+def _unusable(u: Utterance, job: ShardJob) -> str | None:
+    """Why ``u`` could not be stored (None when it can): what write_shard would skip it for."""
+    try:
+        _record(u, job)
+    except (AudioError, ValueError) as e:
+        return str(e)
+    return None
 
 
 def write_shard(job: ShardJob) -> dict:
@@ -147,7 +168,7 @@ def write_shard(job: ShardJob) -> dict:
     writer = FileWriter(str(tmp), shard_num=1, overwrite=True)
     writer.add_schema(schema(job.store), "speech")
     meta = {"schema_version": SCHEMA_VERSION, "store": job.store, "fingerprint": job.fingerprint,
-            "utt_ids": [], "num_samples": [], "num_tokens": [], "skipped": []}
+            "utt_ids": [], "num_samples": [], "num_tokens": [], "skipped": [], "empty_transcripts": []}
     batch: list[dict] = []
     for u in job.utts:
         try:
@@ -155,6 +176,8 @@ def write_shard(job: ShardJob) -> dict:
         except (AudioError, ValueError) as e:
             meta["skipped"].append(f"{u.utt_id}: {e}")
             continue
+        if len(rec["tokens"]) == 0:
+            meta["empty_transcripts"].append(u.utt_id)
         batch.append(rec)
         meta["utt_ids"].append(u.utt_id)
         meta["num_samples"].append(int(rec["num_samples"]))
@@ -165,10 +188,32 @@ def write_shard(job: ShardJob) -> dict:
     if batch:
         writer.write_raw_data(batch)
     writer.commit()
+    meta["bytes"] = _file_sizes(tmp)
     os.replace(tmp, job.path)
     os.replace(f"{tmp}.db", f"{job.path}.db")
     atomic_write_json(job.path.with_suffix(".json"), meta, indent=None)
     return meta
+
+
+def _file_sizes(path: Path) -> list[int]:
+    """Byte sizes of a shard's two files (``.mindrecord``, ``.mindrecord.db``)."""
+    return [os.path.getsize(path), os.path.getsize(f"{path}.db")]
+
+
+def shard_problem(path: Path, meta: dict) -> str | None:
+    """Why the shard files at ``path`` do not match their metadata (None when they do).  The files'
+    sizes are recorded at writing: a truncated or partly copied shard has another size (MindRecord's
+    own header still reports every row of it)."""
+    if not (path.is_file() and Path(f"{path}.db").is_file()):
+        return "missing"
+    expected = meta.get("bytes")
+    if expected is None:
+        return None
+    actual = _file_sizes(path)
+    if actual != list(expected):
+        return (f"truncated or damaged: {actual[0]} + {actual[1]} bytes on disk, its metadata recorded "
+                f"{expected[0]} + {expected[1]}")
+    return None
 
 
 def _shard_is_current(path: Path, fingerprint: str) -> dict | None:
@@ -179,7 +224,36 @@ def _shard_is_current(path: Path, fingerprint: str) -> dict | None:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return meta if meta.get("fingerprint") == fingerprint else None
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    if "bytes" not in meta:   # written before sizes were recorded: its completeness cannot be checked
+        log.info("%s: rewriting (its metadata predates size checks)", path.name)
+        return None
+    problem = shard_problem(path, meta)
+    if problem:
+        log.warning("%s is %s; writing it again", path, problem)
+        return None
+    return meta
+
+
+def quiet_worker() -> None:
+    """Initializer of worker processes: Ctrl-C is the parent's to handle (it terminates the pool), and a
+    worker ends at once when its parent is killed, instead of finishing its task and printing a
+    BrokenPipeError traceback when it reports back.  (Linux: the kernel's parent-death signal.  A
+    Python-level SIGTERM handler is no option: ``Pool.terminate`` relies on SIGTERM's default action, and
+    a worker unwinding while it holds the task queue's lock hangs the pool.)  What the worker was
+    writing is in a temporary file (or ``.tmp/``) that the next run replaces."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    if os.getppid() == 1:   # the parent died before the line above took effect
+        os._exit(0)
+
+
+def worker_pool(workers: int):
+    """A fork pool of ``workers`` :func:`quiet_worker` processes."""
+    return mp.get_context("fork").Pool(workers, initializer=quiet_worker)
 
 
 def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, num_shards: int,
@@ -192,8 +266,13 @@ def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, n
     schema(store)  # validates store
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    utts, duplicates = unique_utterances(
+        utts, lambda u: _unusable(u, ShardJob(output_dir, (), store, feature_cfg, labels, "")))
+    for msg in duplicates:
+        log.warning("%s", msg)
     if len(utts) < num_shards:
-        raise ValueError(f"{len(utts)} utterances cannot fill {num_shards} shards; use --num_shards {max(1, len(utts))}")
+        raise ValueError(f"{len(utts)} distinct utterances cannot fill {num_shards} shards; "
+                         f"use --num_shards {max(1, len(utts))}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     jobs, metas = [], {}
@@ -209,7 +288,7 @@ def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, n
         log.info("%d of %d shards are up to date and kept", len(metas), num_shards)
     if jobs:
         workers = min(parallel, len(jobs))
-        pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+        pool = worker_pool(workers) if workers > 1 else None
         results = pool.imap(write_shard, jobs) if pool else map(write_shard, jobs)
         try:
             for job, meta in tqdm(zip(jobs, results), total=len(jobs), desc="mindrecord shards",
@@ -217,6 +296,13 @@ def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, n
                 metas[job.path.name] = meta
                 for msg in meta["skipped"]:
                     log.warning("skipping %s", msg)
+                for utt_id in meta.get("empty_transcripts", []):
+                    log.warning("%s: empty transcript, stored (training skips it; evaluation counts every "
+                                "word of its hypothesis as an insertion)", utt_id)
+        except BaseException:
+            if pool:
+                pool.terminate()
+            raise
         finally:
             if pool:
                 pool.close()
@@ -229,6 +315,7 @@ def write_mindrecord(utts: Sequence[Utterance], output_dir: str | os.PathLike, n
         "shards": [{"file": s, "records": len(metas[s]["utt_ids"])} for s in shards],
         "records": sum(len(metas[s]["utt_ids"]) for s in shards),
         "skipped": sum(len(metas[s]["skipped"]) for s in shards),
+        "duplicates": len(duplicates),
         "hours": sum(sum(metas[s]["num_samples"]) for s in shards) / feature_cfg.sample_rate / 3600,
     }
     # Shards from an earlier run with another shard count would be picked up by a glob: remove them.
@@ -253,6 +340,7 @@ class ShardIndex:
     num_tokens: np.ndarray    # (N,) int64
     labels: list[str] | None = None  # the labels the tokens were written with (None: not recorded)
     trim: dict | None = None         # the edge-silence trim the audio was stored with (None: untrimmed)
+    skipped: int = 0                 # utterances left out when the folder was written (unreadable or missing audio)
 
 
 def read_index(data_dir: str | os.PathLike) -> ShardIndex:
@@ -272,13 +360,16 @@ def read_index(data_dir: str | os.PathLike) -> ShardIndex:
         if not (path.is_file() and Path(f"{path}.db").is_file() and meta_path.is_file()):
             raise FileNotFoundError(f"shard {path} (or its .db / .json) is missing; re-run create_mindrecord.py")
         meta = json.loads(meta_path.read_text())
+        problem = shard_problem(path, meta)
+        if problem:
+            raise ValueError(f"shard {path} is {problem}; re-run create_mindrecord.py")
         files.append(str(path))
         utt_ids += meta["utt_ids"]
         ns += meta["num_samples"]
         nt += meta["num_tokens"]
     return ShardIndex(files, index["store"], index["sample_rate"], utt_ids,
                       np.asarray(ns, dtype=np.int64), np.asarray(nt, dtype=np.int64), index.get("labels"),
-                      index.get("trim"))
+                      index.get("trim"), int(index.get("skipped", 0)))
 
 
 def mindrecord_for(path: str | os.PathLike, cache_dir: str | os.PathLike, config: Config) -> Path:

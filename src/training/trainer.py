@@ -21,8 +21,8 @@ from src.config import Config, save_config
 from src.fileio import atomic_write_json
 from src.models import build_model
 from src.training.callbacks import Meter, TrainLog
-from src.training.checkpoint import (Position, latest_checkpoint, load_model_weights,
-                                     restore_training_checkpoint, save_training_checkpoint)
+from src.training.checkpoint import (Position, check_fresh_start, load_model_weights, remove_stale_temporaries,
+                                     restore_training_checkpoint, resume_checkpoint, save_training_checkpoint)
 from src.training.budget import TimeBudget
 from src.training.distributed import Cluster
 from src.training.lr_schedule import Retiming, lr_schedule, retime
@@ -67,6 +67,7 @@ class Trainer:
         self.config, self.opts, self.cluster, self.task = config, options, cluster, task
         self.out = Path(options.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
+        self._prepare_checkpoint_dir()    # before any work: a refused start fails fast
         tc = config.train
 
         self.model = build_model(config, task.num_classes(config))
@@ -114,12 +115,21 @@ class Trainer:
         self.train_shapes: set[tuple[int, ...]] = set()
 
     # ------------------------------------------------------------------------------------------
+    def _prepare_checkpoint_dir(self) -> None:
+        """Before anything is written: refuse to start a new run in a folder holding another run's
+        checkpoints (every rank looks, so all stop together), and remove what a killed or failed write
+        left behind (rank 0, which writes there)."""
+        if not self.opts.resume:
+            check_fresh_start(self.ckpt_dir)
+        if self.cluster.is_main:
+            remove_stale_temporaries(self.ckpt_dir)
+
     def _restore(self) -> Position:
         if not self.opts.resume:
             return Position(0, 0, 0)
-        path = latest_checkpoint(self.ckpt_dir)
+        # Unreadable checkpoints are named in a warning and set aside (rank 0), never deleted.
+        path = resume_checkpoint(self.ckpt_dir, set_aside=self.cluster.is_main)
         if path is None:
-            log.info("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
             return Position(0, 0, 0)
         pos = restore_training_checkpoint(self.step_cell, self.scaler, path)
         log.info("resumed from %s: epoch %d, step %d, batch %d of the epoch", path, pos.epoch, pos.step, pos.batch)
@@ -152,7 +162,7 @@ class Trainer:
     def _save(self, pos: Position) -> None:
         if self.cluster.is_main:
             path = save_training_checkpoint(self.step_cell, self.scaler, self.ckpt_dir, pos,
-                                            keep=self.config.train.keep_checkpoints)
+                                            keep=self.config.train.keep_checkpoints, prefix=self.config.model.name)
             log.info("saved %s", path)
 
     @contextlib.contextmanager
