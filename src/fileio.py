@@ -53,3 +53,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=indent, ensure_ascii=False)
         f.write("\n")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (the owner of a temporary file named after it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, owned by someone else
+        return True
+    return True
+

@@ -189,12 +189,7 @@ class KwsDemo(Demo):
         return all(len({round(inf[p][s]["accuracy"], 6) for p in inf if s in inf[p]}) == 1 for s in ("dev", "test"))
 
     def print_table(self) -> None:
-        rows = [(name, f"{s['seconds']:.1f}", ", ".join(os.path.relpath(a, self.work) for a in s["artifacts"]) or "-")
-                for name, s in self.summary["stages"].items()]
-        print(f"\n{'stage':<13}{'seconds':>9}  artifacts (under {self.work})")
-        print("-" * 100)
-        for name, sec, arts in rows:
-            print(f"{name:<13}{sec:>9}  {arts}")
+        self.print_stages()
         print(f"\n{'inference path':<16}{'dev accuracy':>14}{'test accuracy':>15}   (generated speech)")
         print("-" * 48)
         for path, splits in self.summary["inference"].items():

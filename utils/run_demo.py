@@ -344,13 +344,17 @@ class Demo:
         inf = self.summary["inference"]
         return all(len({round(inf[p][s]["wer"], 6) for p in inf if s in inf[p]}) == 1 for s in ("dev", "test"))
 
-    def print_table(self) -> None:
+    def print_stages(self) -> None:
+        """Each stage's seconds and artifacts."""
         rows = [(name, f"{s['seconds']:.1f}", ", ".join(os.path.relpath(a, self.work) for a in s["artifacts"]) or "-")
                 for name, s in self.summary["stages"].items()]
         print(f"\n{'stage':<13}{'seconds':>9}  artifacts (under {self.work})")
         print("-" * 100)
         for name, sec, arts in rows:
             print(f"{name:<13}{sec:>9}  {arts}")
+
+    def print_table(self) -> None:
+        self.print_stages()
         print(f"\n{'inference path':<16}{'dev WER':>9}{'dev CER':>9}{'test WER':>10}{'test CER':>10}")
         print("-" * 54)
         for path, splits in self.summary["inference"].items():

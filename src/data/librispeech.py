@@ -26,6 +26,7 @@ from src.audio.io import AudioError, audio_info, load_audio, write_wav
 from src.data.manifest import audio_file_entry, manifest_entry, write_manifest
 from src.data.mindrecord import worker_pool
 from src.text.normalize import TextNormalizationError, normalize_text
+from src.fileio import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +126,6 @@ def plan_jobs(input_dir: Path, dest_dir: Path, speeds: Sequence[float], report: 
     return jobs
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # alive, owned by someone else
-        return True
-    return True
-
-
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete half-written wav files (``<name>.<pid>.tmp``, src/fileio.py) that a killed conversion left
     under ``folder``; files of a process still running are kept.  Returns how many were removed."""
@@ -142,7 +133,7 @@ def remove_stale_temporaries(folder: Path) -> int:
     if folder.is_dir():
         for p in folder.rglob("*.tmp"):
             m = re.match(r"^.+\.(\d+)\.tmp$", p.name)
-            if m and p.is_file() and not _pid_alive(int(m.group(1))):
+            if m and p.is_file() and not pid_alive(int(m.group(1))):
                 p.unlink(missing_ok=True)
                 removed += 1
     if removed:

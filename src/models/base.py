@@ -21,6 +21,21 @@ from mindspore import Tensor, nn
 IntLike = TypeVar("IntLike", int, np.ndarray, Tensor)
 
 
+@contextlib.contextmanager
+def explicit_padding(model: nn.Cell, cell_type: type) -> Iterator[nn.Cell]:
+    """Within the block every ``cell_type`` cell of ``model`` (a convolution with an ``explicit_pad`` switch)
+    compiles to an explicit Pad + 'valid' convolution, the form MindSpore Lite's converter and ONNX take;
+    the switch is read when a graph compiles, so the model's other graphs are left as they are."""
+    convs = [cell for _, cell in model.cells_and_names() if isinstance(cell, cell_type)]
+    for conv in convs:
+        conv.explicit_pad = True
+    try:
+        yield model
+    finally:
+        for conv in convs:
+            conv.explicit_pad = False
+
+
 def apply_length_convs(lengths: IntLike, convs: Sequence[Sequence[int]]) -> IntLike:
     """Valid frames after a chain of (kernel, stride, dilation, padding) convolutions."""
     for kernel, stride, dilation, padding in convs:

@@ -28,15 +28,14 @@ Conventions of this implementation:
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from src.models.base import ZooModel
+from src.models.base import ZooModel, explicit_padding
 
 # Importing the model caps oneDNN's instruction set (see src/runtime.py) before its first kernel.
 import src.runtime  # noqa: E402,F401
@@ -207,17 +206,9 @@ class DepthwiseSeparable(nn.Cell):
         return self.relu(self.pw_bn(self.pointwise(x)))
 
 
-@contextlib.contextmanager
-def exported_form(model: nn.Cell) -> Iterator[nn.Cell]:
+def exported_form(model: nn.Cell):
     """Within the block every SameConv2d of ``model`` compiles to an explicit Pad + 'valid' convolution."""
-    convs = [cell for _, cell in model.cells_and_names() if isinstance(cell, SameConv2d)]
-    for conv in convs:
-        conv.explicit_pad = True
-    try:
-        yield model
-    finally:
-        for conv in convs:
-            conv.explicit_pad = False
+    return explicit_padding(model, SameConv2d)
 
 
 class DSCNN(ZooModel):

@@ -25,16 +25,15 @@ Conventions of this implementation:
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from src.models.base import IntLike, ZooModel
+from src.models.base import IntLike, ZooModel, explicit_padding
 
 # Importing the model caps oneDNN's instruction set (see src/runtime.py) before its first kernel.
 import src.runtime  # noqa: E402,F401
@@ -180,18 +179,10 @@ class PaddedConv1d(nn.Cell):
         return y
 
 
-@contextlib.contextmanager
-def exported_form(model: nn.Cell) -> Iterator[nn.Cell]:
+def exported_form(model: nn.Cell):
     """Within the block, every PaddedConv1d of ``model`` compiles to the exported form (explicit Pad,
     'valid' convolution): wrap ``ms.export``.  The model's other graphs are left as they are."""
-    convs = [cell for _, cell in model.cells_and_names() if isinstance(cell, PaddedConv1d)]
-    for conv in convs:
-        conv.explicit_pad = True
-    try:
-        yield model
-    finally:
-        for conv in convs:
-            conv.explicit_pad = False
+    return explicit_padding(model, PaddedConv1d)
 
 
 def _batch_norm(channels: int, model: JasperConfig) -> nn.BatchNorm2d:

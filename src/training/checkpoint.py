@@ -35,7 +35,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from src.fileio import atomic_path, tmp_path_for
+from src.fileio import atomic_path, pid_alive, tmp_path_for
 from src.training.lr_schedule import Retiming
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False   # this process is not writing while it starts or recovers
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # alive, owned by someone else
-        return True
-    return True
+    # this process is not writing while it starts or recovers
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
