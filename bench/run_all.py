@@ -1,7 +1,7 @@
 """Run every benchmark in bench/ and summarise their headline numbers in one table.
 
 Usage:
-    python bench/run_all.py [--only features,loader,train,decode,infer,convert] [--quick]
+    python bench/run_all.py [--only features,loader,train,decode,infer,convert,kws,deepspeech2] [--quick]
                             [--results_dir DIR]
 
 Runs each benchmark script as a subprocess from the repository root, one after another, with its own
@@ -22,6 +22,8 @@ on; the exit code is 1 if any failed.
     decode    bench_decode.py    greedy and beam-search decoding
     infer     bench_infer.py     inference real-time factor (MindIR, checkpoint, C++ runner)
     convert   bench_convert.py   FLAC → wav + manifest → MindRecord throughput
+    kws       bench_kws.py       DS-CNN: training step vs PyTorch, inference clips/s (checkpoint, MindIR, C++ runner)
+    deepspeech2 bench_deepspeech2.py  DeepSpeech2: training step and peak RSS vs PyTorch, inference RTF
 """
 from __future__ import annotations
 
@@ -117,6 +119,40 @@ def headline_convert(r: dict) -> str:
     return ("audio-hours per wall-minute: " + ", ".join(cells) + f" ({minutes:.1f} min of audio)") if cells else "?"
 
 
+def headline_kws(r: dict) -> str:
+    parts = []
+    train = r.get("train")
+    if train:
+        frameworks = [f"{name} {train[name]['steps_per_s']:.3g} steps/s" for name in ("mindspore", "pytorch")
+                      if name in train]
+        ratio = train.get("ratio_mindspore_over_pytorch")
+        parts.append(f"train batch {train['batch']}: " + ", ".join(frameworks)
+                     + (f", MS/PT step {ratio['median']:.2f}" if ratio else ""))
+    names = {"checkpoint": "checkpoint", "mindir": "MindIR", "lite": "C++ runner (Lite)"}
+    for batch, row in r.get("infer", {}).get("batches", {}).items():
+        cells = [f"{names.get(name, name)} skipped" if "skipped" in m else
+                 f"{names.get(name, name)} {m['ms_per_clip']:.3g} ms/clip" for name, m in row["methods"].items()]
+        parts.append(f"infer batch {batch}: " + ", ".join(cells))
+    return "; ".join(parts) or "?"
+
+
+def headline_deepspeech2(r: dict) -> str:
+    parts = []
+    for preset, s in r.get("train", {}).items():
+        frameworks = [f"{name} {s[name]['step_s_median']:.3g} s/step, {s[name]['peak_rss_mb'] / 1024:.2f} GB"
+                      for name in ("mindspore", "pytorch") if name in s]
+        ratio = s.get("ratio_mindspore_over_pytorch")
+        batch = next((s[name]["batch"] for name in ("mindspore", "pytorch") if name in s), "?")
+        parts.append(f"{preset} (batch {batch}): " + ", ".join(frameworks)
+                     + (f", MS/PT {ratio['median']:.2f}" if ratio else ""))
+    names = {"checkpoint": "checkpoint", "mindir": "MindIR", "lite": "C++ runner (Lite)"}
+    for preset, p in r.get("infer", {}).items():
+        cells = [f"{names.get(name, name)} skipped" if "skipped" in m else
+                 f"{names.get(name, name)} RTF {m['model']['rtf']:.3g}" for name, m in p.get("methods", {}).items()]
+        parts.append(f"{preset}, {r.get('infer_seconds', '?'):g} s: " + ", ".join(cells))
+    return "; ".join(parts) or "?"
+
+
 @dataclass(frozen=True)
 class Bench:
     script: str
@@ -139,6 +175,9 @@ BENCHES: dict[str, Bench] = {
                    headline_infer),
     "convert": Bench("bench_convert.py", "data preparation", ("--speakers", "2", "--utts_per_chapter", "3",
                                                               "--repeats", "1"), headline_convert),
+    "kws": Bench("bench_kws.py", "keyword spotter (DS-CNN)", ("--quick",), headline_kws),
+    "deepspeech2": Bench("bench_deepspeech2.py", "DeepSpeech2 training and inference", ("--quick",),
+                         headline_deepspeech2),
 }
 
 

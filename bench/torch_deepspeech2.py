@@ -97,24 +97,27 @@ class Lookahead(nn.Module):
 
 
 class TorchDeepSpeech2(nn.Module):
-    """``forward(x (B, 1, F, T) or (B, F, T), lengths (B,)) -> (out (B, T', classes), out_lengths (B,))``."""
+    """``forward(x (B, 1, F, T) or (B, F, T), lengths (B,)) -> (out (B, T', classes), out_lengths (B,))``.
+
+    ``conv_channels`` (32 in deepspeech.pytorch) scales the convolutions as the demo preset does."""
 
     def __init__(self, num_classes: int = 29, in_features: int = 161, rnn_type: str = "lstm",
                  hidden_size: int = 1024, hidden_layers: int = 5, bidirectional: bool = True,
-                 lookahead_context: int = 20) -> None:
+                 lookahead_context: int = 20, conv_channels: int = 32) -> None:
         super().__init__()
         self.bidirectional = bidirectional
+        c = conv_channels
         self.conv = MaskConv(nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=(41, 11), stride=(2, 2), padding=(20, 5)),
-            nn.BatchNorm2d(32),
+            nn.Conv2d(1, c, kernel_size=(41, 11), stride=(2, 2), padding=(20, 5)),
+            nn.BatchNorm2d(c),
             nn.Hardtanh(0, 20),
-            nn.Conv2d(32, 32, kernel_size=(21, 11), stride=(2, 1), padding=(10, 5)),
-            nn.BatchNorm2d(32),
+            nn.Conv2d(c, c, kernel_size=(21, 11), stride=(2, 1), padding=(10, 5)),
+            nn.BatchNorm2d(c),
             nn.Hardtanh(0, 20)))
         rows = in_features
         for kernel, padding in ((41, 20), (21, 10)):
             rows = math.floor((rows + 2 * padding - kernel) / 2) + 1
-        size = 32 * rows
+        size = c * rows
         layers = []
         for i in range(hidden_layers):
             layers.append(BatchRNN(size, hidden_size, rnn_type, bidirectional, batch_norm=i > 0))
@@ -149,4 +152,5 @@ class TorchDeepSpeech2(nn.Module):
 def build_torch_deepspeech2(model_cfg, num_classes: int, in_features: int = 161) -> TorchDeepSpeech2:
     """The PyTorch network of a ``DeepSpeech2Config`` (``config.model``)."""
     return TorchDeepSpeech2(num_classes, in_features, model_cfg.rnn_type, model_cfg.hidden_size,
-                            model_cfg.hidden_layers, model_cfg.bidirectional, model_cfg.lookahead_context)
+                            model_cfg.hidden_layers, model_cfg.bidirectional, model_cfg.lookahead_context,
+                            getattr(model_cfg, "conv_channels", 32))

@@ -220,9 +220,12 @@ prepare_lite_model() {
     fi
   fi
   converted="$out/${stem}_lite"
-  rm -f "$converted.mindir"  # MindSpore writes read-only files; the converter would not overwrite one
+  # MindSpore writes read-only files; the converter would not overwrite one
+  rm -rf "$converted.mindir" "${converted}_graph.mindir" "${converted}_variables"
   LD_LIBRARY_PATH="$(cat "$build/mindspore_lib_dir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" GLOG_v="${GLOG_v:-3}" \
     "$build/convert_to_lite" "$onnx" "$converted" mindir >&2 || die "converting $onnx for MindSpore Lite failed"
+  # A model over the protobuf size limit comes out as <name>_graph.mindir + <name>_variables/ (weights).
+  if [ ! -f "$converted.mindir" ] && [ -f "${converted}_graph.mindir" ]; then converted="${converted}_graph"; fi
   # An ONNX exported with another --n_frames or --batch_size than the MindIR must not pass unnoticed:
   # every input's shape must agree (one line per model: its input shapes, e.g. "1x64x368 1").
   local shapes

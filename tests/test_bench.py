@@ -1,5 +1,6 @@
-"""bench/bench_infer.py, bench/bench_convert.py and bench/run_all.py in tiny configurations: they run,
-write JSON with positive finite numbers, and print their markdown tables."""
+"""bench/bench_infer.py, bench/bench_convert.py, bench/bench_kws.py, bench/bench_deepspeech2.py and
+bench/run_all.py in tiny configurations: they run, write JSON with positive finite numbers, and print
+their markdown tables; bench/torch_dscnn.py computes what the MindSpore DS-CNN computes."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from src.data import synthetic as S
+from utils.corpus import synthetic as S
 
 REPO = Path(__file__).resolve().parents[1]
 # make_synthetic_corpus.py with espeak-ng voices and its text sources (as tests/test_synthetic_corpus.py)
@@ -204,9 +206,22 @@ def test_run_all_headlines_of_every_result_format():
     assert run_all.headline_infer({"seconds": 10.0, "presets": {"jasper_tiny": {"methods": {
         "mindir": {"model": timing, "e2e": {"rtf": 0.017}}, "lite": {"skipped": "no cmake"}}}}}) == \
         "jasper_tiny, 10 s: MindIR RTF 0.0161 (e2e 0.017), C++ runner (Lite) skipped"
+    assert run_all.headline_kws({"train": {"batch": 100, "mindspore": {"steps_per_s": 12.34},
+                                           "pytorch": {"steps_per_s": 8.0}, "ratio_mindspore_over_pytorch": {"median": 0.648}},
+                                 "infer": {"batches": {"1": {"methods": {"checkpoint": {"ms_per_clip": 2.5},
+                                                                         "lite": {"skipped": "no cmake"}}}}}}) == \
+        "train batch 100: mindspore 12.3 steps/s, pytorch 8 steps/s, MS/PT step 0.65; " \
+        "infer batch 1: checkpoint 2.5 ms/clip, C++ runner (Lite) skipped"
+    ds2 = {"step_s_median": 1.5, "batch": 8, "peak_rss_mb": 2048}
+    assert run_all.headline_deepspeech2({"infer_seconds": 10.0, "train": {"deepspeech2_tiny": {
+        "mindspore": ds2, "pytorch": {**ds2, "step_s_median": 1.0, "peak_rss_mb": 1024},
+        "ratio_mindspore_over_pytorch": {"median": 1.5}}},
+        "infer": {"deepspeech2_tiny": {"methods": {"mindir": {"model": {"rtf": 0.05}}}}}}) == \
+        "deepspeech2_tiny (batch 8): mindspore 1.5 s/step, 2.00 GB, pytorch 1 s/step, 1.00 GB, MS/PT 1.50; " \
+        "deepspeech2_tiny, 10 s: MindIR RTF 0.05"
 
 
-@pytest.mark.parametrize("name", ["features", "loader", "train", "decode", "infer", "convert"])
+@pytest.mark.parametrize("name", ["features", "loader", "train", "decode", "infer", "convert", "kws", "deepspeech2"])
 def test_run_all_quick_arguments_are_accepted(name):
     """--quick passes options each benchmark's own parser accepts."""
     import importlib
@@ -219,7 +234,7 @@ def test_run_all_quick_arguments_are_accepted(name):
     assert args.output == "x.json"
 
 
-@pytest.mark.parametrize("name", ["convert", "decode", "features", "infer", "loader", "train"])
+@pytest.mark.parametrize("name", ["convert", "decode", "features", "infer", "loader", "train", "kws", "deepspeech2"])
 def test_a_benchmark_run_alone_does_not_replace_the_committed_results(name):
     import importlib
 
@@ -228,3 +243,136 @@ def test_a_benchmark_run_alone_does_not_replace_the_committed_results(name):
     module = importlib.import_module(f"bench.bench_{name}")
     output = module.parse_args([]).output
     assert output == f"{ADHOC_RESULTS}/{name}.json" and ADHOC_RESULTS in (REPO / ".gitignore").read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmarks of the keyword spotter and of DeepSpeech2
+# ------------------------------------------------------------------------------------------------
+
+def check_train_summary(summary: dict) -> None:
+    for name in ("mindspore", "pytorch"):
+        s = summary[name]
+        assert positive(s["step_s_median"]) and positive(s["first_step_s"]) and positive(s["peak_rss_mb"])
+        assert s["step_s_min"] <= s["step_s_median"] <= s["step_s_max"]
+        assert math.isfinite(s["first_loss"]) and math.isfinite(s["last_loss"])
+    ratio = summary["ratio_mindspore_over_pytorch"]
+    assert positive(ratio["median"]) and len(ratio["per_round"]) == 1
+    assert ratio["median"] == pytest.approx(summary["mindspore"]["per_round_step_s"][0]
+                                            / summary["pytorch"]["per_round_step_s"][0], rel=1e-2)
+
+
+@pytest.mark.usefixtures("graph_mode_on_cpu")
+def test_torch_dscnn_computes_what_the_mindspore_dscnn_computes():
+    """Equal weights (BatchNorm statistics and offsets not at their initial values) give equal outputs,
+    and the PyTorch copy trains exactly ARM's 23,180 parameters (BatchNorm scales fixed)."""
+    torch = pytest.importorskip("torch")
+    from mindspore import Tensor
+
+    from bench.torch_dscnn import build_torch_dscnn, load_mindspore_weights
+    from src.config import load_config
+    from src.models import build_model, count_parameters
+
+    config = load_config(REPO / "src" / "configs" / "dscnn_s.yaml")
+    model = build_model(config)
+    model.set_train(False)
+    rng = np.random.default_rng(0)
+    weights = {}
+    for p in model.get_parameters():
+        value = p.asnumpy()
+        if p.name.endswith(("beta", "moving_mean", "bias")):
+            value = 0.3 * rng.standard_normal(value.shape).astype(np.float32)
+        elif p.name.endswith("moving_variance"):
+            value = rng.uniform(0.5, 2.0, value.shape).astype(np.float32)
+        elif p.name.endswith("weight"):   # He-scaled, so that the inputs still matter at the output
+            value = (rng.standard_normal(value.shape) * np.sqrt(2 / np.prod(value.shape[1:]))).astype(np.float32)
+        p.set_data(Tensor(value))
+        weights[p.name] = value
+    net = build_torch_dscnn(config.model, config.features.feature_dim, 12).eval()
+    load_mindspore_weights(net, weights)
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == count_parameters(model)[0] == 23_180
+    feats = rng.standard_normal((3, 10, 49)).astype(np.float32)
+    expected = model(Tensor(feats)).asnumpy()
+    got = net(torch.from_numpy(feats)).detach().numpy()
+    assert expected.shape == got.shape == (3, 12)
+    assert np.abs(expected - got).max() < 1e-4
+    assert np.abs(expected - expected.mean(0)).max() > 0.02   # the inputs do change the outputs
+    with pytest.raises(KeyError, match="missing"):
+        load_mindspore_weights(net, {k: v for k, v in weights.items() if k != "fc.bias"})
+    # the PyTorch file keeps its own copy of the SAME rule (its process must not load MindSpore)
+    from bench.torch_dscnn import same_padding as torch_same
+    from src.models.dscnn import same_padding
+    assert all(torch_same(n, k, s) == same_padding(n, k, s) for n in range(1, 52) for k in range(1, 11)
+               for s in range(1, 4))
+
+
+def test_bench_kws_quick(tmp_path):
+    """Both frameworks train; both MindSpore inference paths run at batch 1 and 4, with equal outputs."""
+    out = tmp_path / "kws.json"
+    r = run_bench("bench_kws.py", "--quick", "--work_dir", tmp_path / "work", "--output", out)
+    result = json.loads(out.read_text())
+    train = result["train"]
+    assert train["batch"] == 16 and train["input"] == [10, 49]
+    check_train_summary(train)
+    assert train["mindspore"]["steps_per_s"] == pytest.approx(1 / train["mindspore"]["step_s_median"], rel=1e-2)
+    assert train["mindspore"]["optimizer"] == "Adam" and train["pytorch"]["optimizer"] == "Adam"
+    # each process holds one framework, so each peak RSS is that framework's alone
+    assert not train["mindspore"]["other_framework_loaded"] and not train["pytorch"]["other_framework_loaded"]
+    infer = result["infer"]
+    assert infer["params"] == 23_180 and list(infer["batches"]) == ["1", "4"]
+    for batch, row in infer["batches"].items():
+        assert row["input_shape"] == [int(batch), 10, 49]
+        assert row["max_abs_diff_mindir_vs_checkpoint"] < 1e-5
+        assert list(row["methods"]) == ["checkpoint", "mindir"]
+        for m in (row["features"], *row["methods"].values()):
+            assert positive(m["ms_per_call"]) and positive(m["clips_per_s"])
+            assert m["ms_per_clip"] == pytest.approx(m["ms_per_call"] / int(batch), rel=1e-2)
+    assert (tmp_path / "work" / "dscnn_s" / "b4" / "dscnn.mindir.json").is_file()   # export.py's sidecar
+    assert "run_demo.sh --model dscnn" in result["time_to_accuracy"]
+    assert "| framework | optimizer | s/step | steps/s |" in r.stdout and "| 4 | MindIR (mindspore.load" in r.stdout
+
+
+@pytest.mark.slow
+def test_bench_kws_with_the_cpp_runner(tmp_path):
+    """The runner on MindSpore Lite at batch 1 and 3: outputs equal to MindSpore's, or a skipped row with a
+    reason (the first run fetches MindSpore Lite and builds the runner)."""
+    out = tmp_path / "kws.json"
+    r = run_bench("bench_kws.py", "--parts", "infer", "--infer_batches", "1,3", "--calls", 2, "--rounds", 1,
+                  "--output", out, timeout=3600)
+    for batch, row in json.loads(out.read_text())["infer"]["batches"].items():
+        lite = row["methods"]["lite"]
+        if "skipped" in lite:
+            assert lite["skipped"] and "skipped" in r.stdout
+        else:
+            assert positive(lite["ms_per_call"]) and row["max_abs_diff_lite_vs_mindspore"] < 1e-4
+            assert f"| {batch} | C++ runner, MindSpore Lite 2.0 |" in r.stdout
+
+
+@pytest.mark.slow
+def test_bench_deepspeech2_quick(tmp_path):
+    """The tiny preset: both frameworks train a small batch; checkpoint and MindIR give the same outputs."""
+    out = tmp_path / "ds2.json"
+    r = run_bench("bench_deepspeech2.py", "--quick", "--output", out, timeout=1800)
+    result = json.loads(out.read_text())
+    summary = result["train"]["deepspeech2_tiny"]
+    check_train_summary(summary)
+    assert summary["mindspore"]["batch"] == 2 and summary["params"] > 0
+    assert not summary["mindspore"]["other_framework_loaded"] and not summary["pytorch"]["other_framework_loaded"]
+    p = result["infer"]["deepspeech2_tiny"]
+    assert p["audio_seconds"] == pytest.approx(2.0) and p["n_frames"] >= p["input_frames"] >= p["valid_frames"]
+    assert p["max_abs_diff_mindir_vs_checkpoint"] < 1e-4
+    assert list(p["methods"]) == ["checkpoint", "mindir"]
+    for m in p["methods"].values():
+        check_timing(m["model"])
+        check_timing(m["e2e"])
+    assert "| deepspeech2_tiny | mindspore |" in r.stdout and "| deepspeech2_tiny | MindIR" in r.stdout
+
+
+@pytest.mark.parametrize("script,args", [
+    ("bench_kws.py", ["--parts", "eval"]), ("bench_kws.py", ["--infer_batches", "0"]),
+    ("bench_kws.py", ["--methods", "onnx"]), ("bench_kws.py", ["--preset", "nonexistent"]),
+    ("bench_kws.py", ["--steps", "0"]), ("bench_deepspeech2.py", ["--seconds", "0"]),
+    ("bench_deepspeech2.py", ["--frameworks", "jax"]), ("bench_deepspeech2.py", ["--presets", "nonexistent"])])
+def test_model_family_benchmarks_reject_bad_arguments(script, args):
+    r = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "error:" in r.stderr

@@ -169,7 +169,8 @@ def test_same_padding_is_tensorflows():
 
 def test_forward_matches_numpy_reference_with_asymmetric_padding():
     """Even kernels and stride 2 on odd and even sizes: every kind of asymmetric SAME padding."""
-    config = config_from_dict({"task": "kws", "features": {"kind": "mfcc", "n_mfcc": 10}, "model": {
+    mfcc = {"kind": "mfcc", "n_mfcc": 10, "n_fft": 1024, "win_length": 640, "hop_length": 320}
+    config = config_from_dict({"task": "kws", "features": mfcc, "kws": {"clip_duration_ms": 440}, "model": {
         "name": "dscnn", "input_frames": 21,
         "first": {"filters": 6, "kernel": [4, 4], "stride": [2, 1]},
         "blocks": [{"filters": 8, "kernel": [3, 2], "stride": [2, 2]},
@@ -196,7 +197,8 @@ def test_wrong_frame_count_is_refused():
 
 def test_training_mode_updates_batchnorm_with_decay_096():
     """One training-mode forward: moving mean = 0.96 · 0 + 0.04 · batch mean (TF-slim decay 0.96)."""
-    config = config_from_dict({"task": "kws", "features": {"kind": "mfcc"}, "model": {
+    mfcc = {"kind": "mfcc", "n_fft": 1024, "win_length": 640, "hop_length": 320}
+    config = config_from_dict({"task": "kws", "features": mfcc, "model": {
         "name": "dscnn", "first": {"filters": 4, "kernel": [10, 4], "stride": [2, 2]}, "blocks": []}})
     model = build_model(config, num_classes=3)
     arch = random_architecture(config.model, 10, 3, seed=2)

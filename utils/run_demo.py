@@ -277,10 +277,10 @@ class Demo:
         for split in ("dev", "test"):
             work = self.work / "infer_310" / split
             self.fresh("infer_310", work)
-            # As a 310 user calls it: no --config, the model's sidecar says how to preprocess.
+            # The model's sidecar says how to preprocess; the training config passed too is checked against it.
             self.command("infer_310", ["bash", "scripts/run_infer_310.sh", self.export_stem.with_suffix(".mindir"), "y",
                                        "0", "--device_target", "CPU", "--manifest", self.manifest(split),
-                                       "--work_dir", work])
+                                       "--work_dir", work, *self.config_args()])
             metrics = json.loads((work / "result" / "metrics.json").read_text())
             self.summary["inference"].setdefault("310", {})[split] = {
                 k: next(iter(metrics.values()))[k] for k in ("wer", "cer", "utterances")}

@@ -35,7 +35,7 @@ def export_model(model, config: Config, classes: list[str], file_name: str, file
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_stem = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
     try:
-        with model.exported_form():
+        with model.exported_form(file_format):
             ms.export(model, *inputs, file_name=str(tmp_stem), file_format=file_format)
         os.replace(f"{tmp_stem}{FORMATS[file_format]}", target)  # appears complete or not at all
     finally:

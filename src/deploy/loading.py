@@ -103,10 +103,27 @@ def load_mindir_model(path: str | os.PathLike) -> Model:
     if not path.is_file():
         raise FileNotFoundError(f"MindIR not found: {path}")
     try:
-        cell = nn.GraphCell(ms.load(str(path)))
+        graph = ms.load(str(path))
+        cell = nn.GraphCell(graph)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"{path}: cannot load the MindIR ({e})") from None
     info = raw_shape_info(path) or {"dynamic": True}
     if info.get("dynamic"):
-        return cell
+        return GraphPerShape(graph, cell)
     return FixedShapeModel(cell, int(info["batch_size"]), int(info["n_frames"]), source=str(path))
+
+
+class GraphPerShape:
+    """An open-shape MindIR called with inputs of any shape.  One ``GraphCell`` per distinct input shape:
+    MindSpore 2.10 cannot run a graph holding a loop (DeepSpeech2's exported recurrence) at a second
+    shape in the same cell ("The actor already exists")."""
+
+    def __init__(self, graph, first: nn.Cell) -> None:
+        self.graph, self.cells = graph, {}
+        self._first = first
+
+    def __call__(self, *inputs: Tensor):
+        key = tuple(tuple(x.shape) for x in inputs)
+        if key not in self.cells:
+            self.cells[key] = self._first if not self.cells else nn.GraphCell(self.graph)
+        return self.cells[key](*inputs)

@@ -77,7 +77,8 @@ class ZooModel(nn.Cell):
         return tensors[:len(self.input_names)]
 
     @contextlib.contextmanager
-    def exported_form(self) -> Iterator[nn.Cell]:
-        """Within the block the cell compiles to the form exported graphs use (e.g. explicit padding
-        or recurrences in primitive ops); numerically identical to the training form."""
+    def exported_form(self, file_format: str | None = None) -> Iterator[nn.Cell]:
+        """Within the block the cell compiles to the form exported graphs of ``file_format`` (MINDIR, ONNX,
+        AIR) use, e.g. explicit padding or recurrences in primitive ops; numerically identical to the
+        training form."""
         yield self

@@ -32,6 +32,7 @@ lists every difference.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -142,11 +143,17 @@ def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size: Sequence[int
     """torch._utils._rebuild_tensor(_v2): a copy of the strided view of ``storage`` as a numpy array."""
     if not isinstance(storage, np.ndarray):
         raise pickle.UnpicklingError("a tensor without its storage")
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    size, stride, storage_offset = tuple(int(n) for n in size), tuple(int(n) for n in stride), int(storage_offset)
+    if len(size) != len(stride) or min(size + stride + (storage_offset,), default=0) < 0:
+        raise pickle.UnpicklingError(f"invalid tensor layout: size {size}, stride {stride}, offset {storage_offset}")
     if not size:
+        if storage_offset >= storage.shape[0]:
+            raise pickle.UnpicklingError("a scalar tensor beyond its storage")
         return storage[storage_offset:storage_offset + 1].reshape(()).copy()
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else storage_offset
-    if storage_offset < 0 or (all(size) and last >= storage.shape[0]):
+    if 0 in size:
+        return np.zeros(size, dtype=storage.dtype)
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.shape[0]:
         raise pickle.UnpicklingError(f"tensor of shape {size} exceeds its storage of {storage.shape[0]} elements")
     base = storage[storage_offset:]
     view = np.lib.stride_tricks.as_strided(base, shape=size, strides=tuple(s * storage.itemsize for s in stride),
@@ -198,6 +205,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.storages: dict[str, np.ndarray] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # protocol 2 (torch.save's) writes Python 2 names such as __builtin__.set; no Python 3 module has them
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if module == "torch" and name in _STORAGES:
             return _StorageType(name, _STORAGES[name])
         if module == "torch" and name in _DTYPES:
@@ -341,7 +353,7 @@ def _rnn_type_name(value: Any) -> str | None:
 def architecture(ckpt: DeepSpeechCheckpoint) -> dict[str, Any]:
     """The network the file describes, from its tensors, checked against its hyper-parameters:
     ``rnn_type, hidden_size, hidden_layers, bidirectional, lookahead_context (or None), num_classes,
-    rnn_input_size, labels (or None), spect (dict or None)``."""
+    rnn_input_size, conv_channels, labels (or None), spect (dict or None)``."""
     s, src = ckpt.state, ckpt.source
     problems = []
     layers = sorted({int(m.group(1)) for k in s if (m := re.match(r"rnns\.(\d+)\.rnn\.weight_hh_l0$", k))})
@@ -361,6 +373,7 @@ def architecture(ckpt: DeepSpeechCheckpoint) -> dict[str, Any]:
         "lookahead_context": int(s["lookahead.0.conv.weight"].shape[-1]) if "lookahead.0.conv.weight" in s else None,
         "num_classes": int(s["fc.0.module.1.weight"].shape[0]),
         "rnn_input_size": int(s["rnns.0.rnn.weight_ih_l0"].shape[1]) if "rnns.0.rnn.weight_ih_l0" in s else None,
+        "conv_channels": int(s["conv.seq_module.0.weight"].shape[0]) if "conv.seq_module.0.weight" in s else None,
         "labels": None, "spect": None,
     }
     if not arch["bidirectional"] and arch["lookahead_context"] is None:
@@ -406,6 +419,8 @@ def check_config(arch: Mapping[str, Any], config: Any, source: str = "the checkp
     for key in ("rnn_type", "hidden_size", "hidden_layers", "bidirectional"):
         if getattr(model, key) != arch[key]:
             problems.append(f"model.{key}={getattr(model, key)!r} but the checkpoint has {arch[key]!r}")
+    if arch["conv_channels"] is not None and model.conv_channels != arch["conv_channels"]:
+        problems.append(f"model.conv_channels={model.conv_channels} but the checkpoint has {arch['conv_channels']}")
     if not arch["bidirectional"] and arch["lookahead_context"] is not None \
             and model.lookahead_context != arch["lookahead_context"]:
         problems.append(f"model.lookahead_context={model.lookahead_context} but the checkpoint has "
@@ -413,9 +428,11 @@ def check_config(arch: Mapping[str, Any], config: Any, source: str = "the checkp
     if fc.kind != "spectrogram":
         problems.append(f"features.kind={fc.kind!r} but the checkpoint was trained on deepspeech.pytorch's "
                         "spectrogram (features.kind: spectrogram)")
-    elif arch["rnn_input_size"] is not None and rnn_input_size(fc.feature_dim) != arch["rnn_input_size"]:
-        problems.append(f"features.n_fft={fc.n_fft} gives {fc.feature_dim} rows ({rnn_input_size(fc.feature_dim)} "
-                        f"recurrent inputs) but the checkpoint expects {arch['rnn_input_size']} recurrent inputs")
+    elif arch["rnn_input_size"] is not None and arch["conv_channels"] is not None and \
+            rnn_input_size(fc.feature_dim, arch["conv_channels"]) != arch["rnn_input_size"]:
+        ours = rnn_input_size(fc.feature_dim, arch["conv_channels"])
+        problems.append(f"features.n_fft={fc.n_fft} gives {fc.feature_dim} rows ({ours} recurrent inputs) but the "
+                        f"checkpoint expects {arch['rnn_input_size']} recurrent inputs")
     spect = arch.get("spect")
     if spect and fc.kind == "spectrogram":
         rate = spect.get("sample_rate")

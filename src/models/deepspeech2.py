@@ -3,12 +3,12 @@ recurrent layers, a bias-free linear head, CTC over characters.
 
 Network, for spectrograms ``features`` (B, F, T) (F = 161 for deepspeech.pytorch's front end):
 
-1. ``conv``: Conv2d(1→32, kernel 41×11 (freq × time), stride 2×2, padding 20×5, bias) → BatchNorm2d →
-   Hardtanh(0, 20) → Conv2d(32→32, 21×11, stride 2×1, padding 10×5, bias) → BatchNorm2d → Hardtanh(0, 20);
-   frames at and after each utterance's output length are zeroed after every layer (deepspeech.pytorch's
-   ``MaskConv``; the input is zeroed beyond ``lengths`` too, which changes nothing for zero-padded
-   batches).  T' = (T − 1) // 2 + 1 frames; F → (F − 1) // 2 + 1 → ... twice: 161 → 81 → 41, so the
-   recurrent input is 32 × 41 = 1312 features per frame.
+1. ``conv``: Conv2d(1→C, kernel 41×11 (freq × time), stride 2×2, padding 20×5, bias) → BatchNorm2d →
+   Hardtanh(0, 20) → Conv2d(C→C, 21×11, stride 2×1, padding 10×5, bias) → BatchNorm2d → Hardtanh(0, 20),
+   C = ``conv_channels`` (32 in deepspeech.pytorch); frames at and after each utterance's output length
+   are zeroed after every layer (deepspeech.pytorch's ``MaskConv``; the input is zeroed beyond
+   ``lengths`` too, which changes nothing for zero-padded batches).  T' = (T − 1) // 2 + 1 frames;
+   F → (F − 1) // 2 + 1 twice: 161 → 81 → 41, so the recurrent input is 32 × 41 = 1312 features.
 2. ``rnns``: ``hidden_layers`` recurrent layers (LSTM, GRU or tanh RNN with PyTorch's equations and both
    biases) of ``hidden_size`` units; every layer but the first starts with a sequence-wise BatchNorm1d;
    bidirectional layers **sum** their two directions.  Unidirectional models add ``lookahead``: a
@@ -35,20 +35,29 @@ uses the running statistics either way.  Running variances are updated with the 
 variance and the momentum in PyTorch's convention (``bn_momentum`` weighs the new batch), as PyTorch.
 
 How the recurrence is computed (``rnn_impl`` for training and checkpoint inference, ``export_rnn``
-inside :meth:`DeepSpeech2.exported_form`); all give the same numbers:
+inside :meth:`DeepSpeech2.exported_form`); every form gives the same numbers (tests/test_deepspeech2.py):
 
 * ``fused``: MindSpore's recurrent kernel for the device (``LSTM`` on CPU and GPU, ``DynamicRNN`` on
-  Ascend; a GRU on GPU and Ascend).  A MindIR holding it runs on CPU and GPU; its ONNX export is an
-  ONNX ``LSTM`` (LSTM only), but the Ascend converter has no adapter for the CPU ``LSTM`` primitive.
-* ``loop``: the cell in primitive ops (MatMul, Sigmoid, Tanh, Mul, Add) inside one graph ``while``
-  loop over time: compiles in about a second whatever the length, exports to MindIR with fixed or
-  open lengths; MindSpore's ONNX export has no control flow.
-* ``unrolled``: the same primitive ops written out for every time step: MindIR and ONNX with a fixed
-  number of frames; compile time grows with the frame count (see the measurements in
-  tests/test_deepspeech2.py and the README).
-* ``auto`` (``rnn_impl`` only): ``fused`` where MindSpore has a kernel with PyTorch's equations (LSTM
-  everywhere, GRU on GPU/Ascend), else ``loop`` (GRU on CPU: MindSpore's CPU GRU kernel computes the
-  other GRU variant, the reset gate applied before the recurrent product; the tanh RNN has no kernel).
+  Ascend; a GRU on GPU and Ascend), one call per direction and layer.  The fastest; a MindIR holding
+  it runs on CPU/GPU with fixed or open shapes and its ONNX export is an ONNX ``LSTM``, which MindSpore
+  Lite converts; but the Ascend converter has no adapter for the CPU ``LSTM`` primitive.
+* ``loop``: the cell in primitive ops (MatMul, Sigmoid, Tanh, Mul, Add, slices) inside one graph
+  ``while`` loop over time: compiles in seconds whatever the length and exports to MindIR with fixed
+  or open shapes (MindSpore 2.10 runs a graph loop of open shape one input shape per loaded
+  ``GraphCell``).  Per step it pays the loop's overhead: the tiny preset's exported MindIR takes 1.8 s
+  for 16 s of audio where the fused kernel takes 0.4 s, and a training step about 4x as long.
+  MindSpore's ONNX export has no loops.
+* ``unrolled``: the same primitive ops written out for every time step: MindIR and ONNX (converted by
+  MindSpore Lite) of a fixed, short frame count.  Compile time and memory grow with the steps (one
+  direction of one layer: 6 s at 200 steps, 60 s and 4.8 GB at 800), and at 800 steps MindSpore's
+  default call-depth limit (1000) already stops the compilation.
+* ``auto``: for ``rnn_impl``, ``fused`` where MindSpore has a kernel with PyTorch's equations (LSTM
+  everywhere, GRU on GPU/Ascend), else ``loop`` (MindSpore's CPU GRU kernel computes the other GRU
+  variant, the reset gate applied before the recurrent product; the tanh RNN has no kernel).  For
+  ``export_rnn`` (:meth:`DeepSpeech2.export_recurrence`): ``loop`` in a MindIR (no LSTM primitive for
+  the Ascend converter to refuse), ``fused`` in an LSTM's ONNX, ``unrolled`` in a GRU's or RNN's ONNX
+  (and an LSTM's whose hidden size is no multiple of 8, which MindSpore Lite 2.0's LSTM gets wrong);
+  ``exported_form()`` without a format takes the ONNX choice, which a MindIR accepts too.
 
 Parameter names mirror deepspeech.pytorch's state-dict keys one-to-one (BatchNorm tensors are called
 gamma/beta/moving_mean/moving_variance): ``conv.seq_module.{0,3}.{weight,bias}`` (weights (32, C_in, kh,
@@ -65,7 +74,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import mindspore as ms
-import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
@@ -79,13 +87,12 @@ __all__ = ["CONFIG", "DeepSpeech2Config", "DeepSpeech2", "build", "RNN_TYPES", "
 
 RNN_TYPES = ("lstm", "gru", "rnn")
 RNN_IMPLS = ("auto", "fused", "loop", "unrolled")
-EXPORT_RNNS = ("unrolled", "loop", "fused")
+EXPORT_RNNS = ("auto", "loop", "fused", "unrolled")
 BN_STATS = ("valid", "all")
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 # The two convolutions of deepspeech.pytorch: (kernel (freq, time), stride (freq, time), padding (freq, time)).
 _CONVS = (((41, 11), (2, 2), (20, 5)), ((21, 11), (2, 1), (10, 5)))
-CONV_CHANNELS = 32
 HARDTANH_MAX = 20.0
 
 
@@ -98,11 +105,12 @@ class DeepSpeech2Config:
     hidden_layers: int = 5
     bidirectional: bool = True      # directions summed; false adds the lookahead convolution
     lookahead_context: int = 20     # taps of the lookahead convolution (unidirectional models only)
+    conv_channels: int = 32         # channels of both convolutions (deepspeech.pytorch: 32)
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1        # PyTorch convention (weight of the new batch statistic)
     bn_stats: str = "valid"         # training statistics over: valid frames | all frames (deepspeech.pytorch)
     rnn_impl: str = "auto"          # auto | fused | loop | unrolled (training and checkpoint inference)
-    export_rnn: str = "unrolled"    # unrolled | loop | fused (inside exported_form: MindIR/ONNX graphs)
+    export_rnn: str = "auto"        # auto | loop | fused | unrolled (exported MindIR/ONNX graphs)
 
     def validate(self) -> None:
         for key, value, choices in (("rnn_type", self.rnn_type, RNN_TYPES), ("rnn_impl", self.rnn_impl, RNN_IMPLS),
@@ -110,7 +118,7 @@ class DeepSpeech2Config:
                                     ("bn_stats", self.bn_stats, BN_STATS)):
             if value not in choices:
                 raise ValueError(f"model.{key}={value!r} must be one of {list(choices)}")
-        for key in ("hidden_size", "hidden_layers", "lookahead_context"):
+        for key in ("hidden_size", "hidden_layers", "lookahead_context", "conv_channels"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 1")
         if not self.bn_eps > 0:
@@ -132,14 +140,15 @@ def conv_output_size(size: IntLike, kernel: int, stride: int, padding: int) -> I
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def rnn_input_size(in_features: int) -> int:
-    """Features per frame after the convolutions: 32 × (frequency rows left), 1312 for 161 rows."""
+def rnn_input_size(in_features: int, conv_channels: int = 32) -> int:
+    """Features per frame after the convolutions: channels × frequency rows left (32 × 41 = 1312 for
+    161 rows)."""
     size = in_features
     for kernel, stride, padding in _CONVS:
         size = conv_output_size(size, kernel[0], stride[0], padding[0])
     if size < 1:
         raise ValueError(f"{in_features} feature rows are too few for DeepSpeech2's convolutions")
-    return CONV_CHANNELS * size
+    return conv_channels * size
 
 
 def _uniform(bound: float, shape: tuple[int, ...]) -> Tensor:
@@ -207,15 +216,20 @@ class MaskedBatchNorm(nn.Cell):
         x = x.astype(ms.float32)
         if self.training:
             if self.valid_only:
-                weights = ops.broadcast_to(mask.astype(ms.float32), x.shape)
+                m = mask.astype(ms.float32)
+                # values per channel: valid (b, t) pairs × frequency rows (nchw) or × 1 (tbc)
+                count = m.sum() * (x.shape[2] if len(self.axes) == 3 else 1)
+                mean = (x * m).sum(self.axes, keepdims=True) / count
+                centred = x - mean
+                masked = centred * m
+                var = (masked * masked).sum(self.axes, keepdims=True) / count
             else:
-                weights = ops.ones_like(x)
-            count = weights.sum(self.axes, keepdims=True)
-            mean = (x * weights).sum(self.axes, keepdims=True) / count
-            centred = x - mean
-            var = (centred * centred * weights).sum(self.axes, keepdims=True) / count
+                count = ops.size(x) / x.shape[1 if len(self.axes) == 3 else 2]
+                mean = x.mean(self.axes, keep_dims=True)
+                centred = x - mean
+                var = (centred * centred).mean(self.axes, keep_dims=True)
             y = centred / ops.sqrt(var + self.eps) * self.gamma.reshape(self.shape) + self.beta.reshape(self.shape)
-            n = ops.stop_gradient(count.reshape(-1))
+            n = ops.stop_gradient(count)
             unbiased = ops.stop_gradient(var.reshape(-1)) * n / ops.maximum(n - 1, 1.0)
             new_mean = self.moving_mean * (1 - self.momentum) + ops.stop_gradient(mean.reshape(-1)) * self.momentum
             new_var = self.moving_variance * (1 - self.momentum) + unbiased * self.momentum
@@ -276,10 +290,10 @@ class MaskConv(nn.Cell):
         layers: list[nn.Cell] = []
         channels = 1
         for kernel, stride, padding in _CONVS:
-            layers += [Conv2dBias(channels, CONV_CHANNELS, kernel, stride, padding),
-                       MaskedBatchNorm(CONV_CHANNELS, cfg.bn_eps, cfg.bn_momentum, "nchw", cfg.bn_stats == "valid"),
+            layers += [Conv2dBias(channels, cfg.conv_channels, kernel, stride, padding),
+                       MaskedBatchNorm(cfg.conv_channels, cfg.bn_eps, cfg.bn_momentum, "nchw", cfg.bn_stats == "valid"),
                        Hardtanh()]
-            channels = CONV_CHANNELS
+            channels = cfg.conv_channels
         self.seq_module = nn.CellList(layers)
 
     def construct(self, x: Tensor, lengths: Tensor, out_lengths: Tensor) -> Tensor:
@@ -352,20 +366,20 @@ class Recurrence(nn.Cell):
 
     def _cell(self, gx: Tensor, h: Tensor, c: Tensor, w_hh_t: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor]:
         """One time step: gx (B, G·H) the input projection (with both biases, except the GRU's b_hh),
-        h, c (B, H) → new (h, c) (c unused by GRU and RNN)."""
+        h, c (B, H) → new (h, c) (c unused by GRU and RNN).  Gates are sliced, not split: ONNX export
+        takes slices."""
+        n = self.hidden_size
         gh = ops.matmul(h, w_hh_t)
         if self.rnn_type == "lstm":
-            i, f, g, o = ops.split(gx + gh, self.hidden_size, axis=-1)
-            c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-            return ops.sigmoid(o) * ops.tanh(c), c
+            g = gx + gh
+            c = ops.sigmoid(g[:, n:2 * n]) * c + ops.sigmoid(g[:, :n]) * ops.tanh(g[:, 2 * n:3 * n])
+            return ops.sigmoid(g[:, 3 * n:]) * ops.tanh(c), c
         if self.rnn_type == "gru":
             gh = gh + b_hh
-            x_r, x_z, x_n = ops.split(gx, self.hidden_size, axis=-1)
-            h_r, h_z, h_n = ops.split(gh, self.hidden_size, axis=-1)
-            r = ops.sigmoid(x_r + h_r)
-            z = ops.sigmoid(x_z + h_z)
-            n = ops.tanh(x_n + r * h_n)
-            return n + z * (h - n), c
+            r = ops.sigmoid(gx[:, :n] + gh[:, :n])
+            z = ops.sigmoid(gx[:, n:2 * n] + gh[:, n:2 * n])
+            candidate = ops.tanh(gx[:, 2 * n:] + r * gh[:, 2 * n:])
+            return candidate + z * (h - candidate), c
         return ops.tanh(gx + gh), c
 
     def _input_projection(self, x: Tensor, w_ih: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
@@ -393,12 +407,11 @@ class Recurrence(nn.Cell):
         h = ops.zeros((batch, self.hidden_size), x.dtype)
         c = h
         w_hh_t = w_hh.T
-        inputs = ops.split(gx, 1, axis=0)
-        outputs = []
+        outputs = ()
         for t in range(steps):
-            h, c = self._cell(inputs[t].squeeze(0), h, c, w_hh_t, b_hh)
-            outputs.append(h)
-        return ops.stack(outputs)
+            h, c = self._cell(gx[t], h, c, w_hh_t, b_hh)
+            outputs = outputs + (h.expand_dims(0),)
+        return ops.concat(outputs, 0)           # (a Stack becomes ONNX sequence ops, which Lite lacks)
 
     def _fused(self, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
         h = ops.zeros((x.shape[1], self.hidden_size), x.dtype)
@@ -492,7 +505,7 @@ class DeepSpeech2(ZooModel):
         self.cfg = cfg
         self.in_features, self.num_classes = in_features, num_classes
         self.conv = MaskConv(cfg)
-        size = rnn_input_size(in_features)
+        size = rnn_input_size(in_features, cfg.conv_channels)
         layers = []
         for i in range(cfg.hidden_layers):
             layers.append(BatchRNN(cfg, size, batch_norm=i > 0))
@@ -510,18 +523,39 @@ class DeepSpeech2(ZooModel):
             lengths = conv_output_size(lengths, kernel[1], stride[1], padding[1])
         return lengths
 
+    def export_recurrence(self, file_format: str | None = None) -> str:
+        """The recurrence form ``cfg.export_rnn`` gives an export in ``file_format`` (MINDIR, AIR, ONNX;
+        None: a form every format takes).  ``auto`` is ``loop`` for MINDIR/AIR (primitive ops, no LSTM
+        primitive: what the Ascend path needs); for ONNX and for None it is ``fused`` for an LSTM whose
+        hidden size is a multiple of 8 (one ONNX LSTM per direction), else ``unrolled``."""
+        fmt = None if file_format is None else file_format.upper()
+        form = self.cfg.export_rnn
+        if form == "auto":
+            if fmt in ("MINDIR", "AIR"):
+                return "loop"
+            # MindSpore Lite 2.0 (the CPU runtime of the 310 path) computes a converted ONNX LSTM wrongly
+            # unless the hidden size is a multiple of 8 (measured: 4, 12, 20 wrong; 8, 16, 24, 32 right)
+            fused = self.cfg.rnn_type == "lstm" and self.cfg.hidden_size % 8 == 0
+            return "fused" if fused else "unrolled"
+        if form == "loop" and fmt == "ONNX":
+            raise ValueError("model.export_rnn='loop' cannot be written as ONNX (MindSpore's ONNX export has no "
+                             "loops); use auto, fused (LSTM) or unrolled")
+        return form
+
     @contextlib.contextmanager
-    def exported_form(self) -> Iterator[nn.Cell]:
-        """Within the block the network compiles to the exported form: explicit Pad + 'valid'
-        convolutions and recurrences computed as ``cfg.export_rnn`` says.  Build a fresh model (or
-        call within the block first) to compare forms: a compiled graph keeps its form."""
+    def exported_form(self, file_format: str | None = None) -> Iterator[nn.Cell]:
+        """Within the block the network compiles to the form an export in ``file_format`` holds (None: a
+        form every format takes): explicit Pad + 'valid' convolutions and the recurrence
+        :meth:`export_recurrence` names, numerically the training form.  A graph compiled before keeps
+        its form: compare forms on separate instances."""
+        form = self.export_recurrence(file_format)
         convs = [c for _, c in self.cells_and_names() if isinstance(c, Conv2dBias)]
         rnns = [c for _, c in self.cells_and_names() if isinstance(c, Recurrence)]
         before = [r.impl for r in rnns]
+        for r in rnns:
+            r.impl = r.resolve(form)
         for c in convs:
             c.explicit_pad = True
-        for r in rnns:
-            r.impl = r.resolve(self.cfg.export_rnn)
         try:
             yield self
         finally:

@@ -241,7 +241,7 @@ class DSCNN(ZooModel):
         self.fc = nn.Dense(channels, num_classes, weight_init=_weight_init(model.init), bias_init="zeros")
         self.num_blocks = len(blocks)
 
-    def exported_form(self):
+    def exported_form(self, file_format: str | None = None):
         return exported_form(self)
 
     def construct(self, features: Tensor) -> Tensor:

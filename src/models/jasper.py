@@ -308,7 +308,7 @@ class Jasper(ZooModel):
         """Input frames per output frame (product of the strides; 2 for Jasper)."""
         return int(np.prod([stride for _, stride, _, _ in self._convs]))
 
-    def exported_form(self):
+    def exported_form(self, file_format: str | None = None):
         return exported_form(self)
 
     def construct(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
