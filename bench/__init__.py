@@ -60,3 +60,23 @@ def write_result(path: str | Path, result: dict) -> None:
 
     atomic_write_json(path, result)
     print(f"wrote {path}")
+
+
+def run_worker(cmd: list[str], result_path: Path, what: str) -> dict:
+    """Run a benchmark worker process (MindSpore logging errors only), then read the JSON it wrote to
+    ``result_path``; the 1-minute load average before it started is added (the machines are shared)."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ, GLOG_v=os.environ.get("GLOG_v", "3"))
+    load = os.getloadavg()[0]
+    with open(result_path.with_name("stderr.txt"), "w+") as err:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stderr=err, text=True)
+        err.seek(0)
+        stderr = err.read()
+    if proc.returncode != 0 or not result_path.is_file():
+        from bench.bench_infer import tail
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail(stderr, 30)}")
+    return {**json.loads(result_path.read_text()), "load_1min_before": round(load, 2)}
+

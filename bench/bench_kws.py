@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import adhoc_output, choice_list, machine_info, preset_path, write_result  # noqa: E402
+from bench import adhoc_output, choice_list, machine_info, preset_path, run_worker, write_result  # noqa: E402
 from src.config import Config, load_config  # noqa: E402
 from src.fileio import atomic_write_json  # noqa: E402
 
@@ -373,16 +373,7 @@ def run_child(args: argparse.Namespace, worker: str, data_dir: Path | None = Non
             cmd += ["--work_dir", str(Path(args.work_dir).resolve())]
         if data_dir:
             cmd += ["--data_dir", str(data_dir)]
-        env = dict(os.environ, GLOG_v=os.environ.get("GLOG_v", "3"))  # MindSpore: errors only
-        load = os.getloadavg()[0]
-        with open(Path(tmp) / "stderr.txt", "w+") as err:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stderr=err, text=True)
-            err.seek(0)
-            stderr = err.read()
-        if proc.returncode != 0 or not result_path.is_file():
-            from bench.bench_infer import tail
-            raise RuntimeError(f"{worker} failed (exit {proc.returncode}):\n{tail(stderr, 30)}")
-        return {**json.loads(result_path.read_text()), "load_1min_before": round(load, 2)}
+        return run_worker(cmd, result_path, worker)
 
 
 def run_training(args: argparse.Namespace) -> dict:
