@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.config import ConfigError, load_config
     from src.deploy.export import export_model
     from src.deploy.loading import load_checkpoint_model
+    from src.deploy.sidecar import read_info
     from src.runtime import configure_device
     from src.tasks import get_task
 
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
-    shape = "dynamic (batch, time)" if args.dynamic else f"batch {args.batch_size} x {args.n_frames} frames"
-    log.info("exported %s (%s, %.1f MB) from %s", path, shape, path.stat().st_size / 2**20, args.checkpoint)
+    shape = ", ".join(f"{spec['name']} {spec['shape']}" for spec in read_info(path).inputs)
+    log.info("exported %s (inputs %s, %.1f MB) from %s", path, shape, path.stat().st_size / 2**20, args.checkpoint)
     return 0
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "dataset.json"
 BACKGROUND_FILE = "background.npz"
 SCHEMA = {"utt_id": {"type": "string"}, "label": {"type": "int32"}, "audio": {"type": "bytes"}}
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: dataset.json lists each shard's class ids, so readers need not scan the records
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
 
 
@@ -71,7 +72,7 @@ def write_keyword_mindrecord(manifest: str | os.PathLike, output_dir: str | os.P
     skipped: dict[str, list[str]] = {}
     counts = {c: 0 for c in classes}
     background: dict[str, np.ndarray] = {}
-    rows = [0] * num_shards
+    shard_labels: list[list[int]] = [[] for _ in range(num_shards)]
     for i, clip in enumerate(tqdm(clips, desc=f"mindrecord {Path(manifest).name}", unit="clip", disable=not progress)):
         if clip.label not in class_id:
             skipped.setdefault(f"label not in kws classes ({clip.label})", []).append(str(clip.path))
@@ -83,11 +84,11 @@ def write_keyword_mindrecord(manifest: str | os.PathLike, output_dir: str | os.P
         except (AudioError, FileNotFoundError, OSError) as e:
             skipped.setdefault("unreadable", []).append(f"{clip.path}: {e}")
             continue
-        utt_id = _as_listed(clip.path, Path(manifest).parent) + (f"@{clip.offset:.4f}" if clip.label == SILENCE else "")
-        record = {"utt_id": utt_id, "label": class_id[clip.label], "audio": float_to_int16(audio).tobytes()}
+        record = {"utt_id": clip_key(clip, manifest), "label": class_id[clip.label],
+                  "audio": float_to_int16(audio).tobytes()}
         k = i % num_shards
         writers[k].write_raw_data([record])
-        rows[k] += 1
+        shard_labels[k].append(class_id[clip.label])
         counts[clip.label] += 1
     for w in writers:
         w.commit()
@@ -107,7 +108,8 @@ def write_keyword_mindrecord(manifest: str | os.PathLike, output_dir: str | os.P
                     " ..." if len(items) > 3 else "")
     index = {"schema_version": SCHEMA_VERSION, "task": "kws", "classes": classes, "counts": counts,
              "sample_rate": config.features.sample_rate, "clip_samples": n,
-             "shards": [{"file": name, "records": r} for name, r in zip(names, rows)], "records": sum(rows),
+             "shards": [{"file": name, "records": len(lab), "labels": lab} for name, lab in zip(names, shard_labels)],
+             "records": sum(len(lab) for lab in shard_labels),
              "skipped": sum(len(v) for v in skipped.values()), "background_files": len(background),
              "source": str(Path(manifest).resolve()), "source_mtime": Path(manifest).stat().st_mtime}
     atomic_write_json(out / INDEX_FILE, index)
@@ -116,9 +118,18 @@ def write_keyword_mindrecord(manifest: str | os.PathLike, output_dir: str | os.P
     return index
 
 
-def _as_listed(path: Path, base: Path) -> str:
-    """A clip's path as the manifest lists it (relative to the manifest's folder unless it was absolute)."""
-    return os.path.relpath(path, base) if str(path).startswith(str(base)) else str(path)
+def clip_key(clip, manifest: str | os.PathLike) -> str:
+    """A clip's id: its path as the manifest lists it (relative to the manifest's folder unless absolute),
+    with ``@offset`` for a silence crop.  Evaluation draws a silence clip's volume from it, so every path
+    (eval.py, the 310 preprocess) hears the same clip whatever else the manifest holds."""
+    base = Path(manifest).parent
+    path = os.path.relpath(clip.path, base) if str(clip.path).startswith(str(base)) else str(clip.path)
+    return path + (f"@{clip.offset:.4f}" if clip.label == SILENCE else "")
+
+
+def eval_silence_gain(seed: int, key: str) -> float:
+    """The fixed volume in [0, 1) of an evaluation silence clip, from the data seed and its ``clip_key``."""
+    return float(np.random.default_rng([seed, zlib.crc32(key.encode())]).uniform(0, 1))
 
 
 def keyword_mindrecord_for(source: str | os.PathLike, cache_dir: str | os.PathLike, config: Config) -> Path:
@@ -162,18 +173,16 @@ def _read_index(data_dir: Path, config: Config) -> _Index:
     if index["classes"] != list(config.kws.labels):
         raise ValueError(f"{data_dir} was written for the classes {index['classes']}, the config has "
                          f"{list(config.kws.labels)}; re-run create_mindrecord.py with this config")
+    if index.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{data_dir} was written by another version of the keyword writer; re-run create_mindrecord.py")
     if index["clip_samples"] != clip_samples(config) or index["sample_rate"] != config.features.sample_rate:
         raise ValueError(f"{data_dir}: clips of {index['clip_samples']} samples at {index['sample_rate']} Hz, the "
                          "config wants another clip length or rate; re-run create_mindrecord.py")
-    import mindspore.dataset as ds
-
-    files = [str(data_dir / s["file"]) for s in index["shards"] if s["records"]]
-    if not files:
+    shards = [s for s in index["shards"] if s["records"]]
+    if not shards:
         raise ValueError(f"{data_dir} holds no clips")
-    labels = np.concatenate([
-        np.array([int(r["label"]) for r in ds.MindDataset(f, columns_list=["label"], shuffle=False)
-                  .create_dict_iterator(num_epochs=1, output_numpy=True)], dtype=np.int64) for f in files])
-    return _Index(files, labels, int(index.get("skipped", 0)))
+    labels = np.concatenate([np.asarray(s["labels"], dtype=np.int64) for s in shards])
+    return _Index([str(data_dir / s["file"]) for s in shards], labels, int(index.get("skipped", 0)))
 
 
 class KeywordData:
@@ -214,12 +223,12 @@ class KeywordData:
     def steps_per_epoch(self) -> int:
         return len(self.plan(0))
 
-    def augment(self, audio: np.ndarray, label: int, rng: np.random.Generator, record: int) -> np.ndarray:
-        """One clip as the model hears it: (clip_samples,) float32."""
+    def augment(self, audio: np.ndarray, label: int, rng: np.random.Generator, key: str) -> np.ndarray:
+        """One clip (its ``clip_key``) as the model hears it: (clip_samples,) float32."""
         kc, sr = self.config.kws, self.config.features.sample_rate
         if not self.train:
             if label == self.silence:   # a fixed volume per clip, the same in every evaluation
-                return audio * np.random.default_rng([self.config.data.seed, record]).uniform(0, 1)
+                return (audio * eval_silence_gain(self.config.data.seed, key)).astype(np.float32)
             return audio
         if label == self.silence:
             return (audio * rng.uniform(0, 1)).astype(np.float32)
@@ -239,11 +248,11 @@ class KeywordData:
             audio = np.clip(audio + crop * rng.uniform(0, kc.background_volume), -1.0, 1.0)
         return audio.astype(np.float32)
 
-    def make_batch(self, epoch: int, batch_num: int, records: np.ndarray, audios: list, labels: list,
+    def make_batch(self, epoch: int, batch_num: int, audios: list, labels: list,
                    utt_ids: list) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng([self.config.data.seed, epoch, self.rank, batch_num, 3])
-        clips = [self.augment(np.frombuffer(a, dtype="<i2").astype(np.float32) / 32768.0, int(lab), rng, int(r))
-                 for a, lab, r in zip(audios, labels, records)]
+        clips = [self.augment(np.frombuffer(a, dtype="<i2").astype(np.float32) / 32768.0, int(lab), rng, str(u))
+                 for a, lab, u in zip(audios, labels, utt_ids)]
         feats, _ = features.batch_features(clips, self.config.features, pad_to=1, threads=1)
         return (feats.astype(np.float32), np.asarray(labels, dtype=np.int32).reshape(-1),
                 np.asarray(utt_ids, dtype=str))
@@ -257,15 +266,11 @@ class KeywordData:
         if not 0 <= start_batch <= len(plan):
             raise ValueError(f"start_batch {start_batch} outside the epoch's {len(plan)} batches")
         indices = [int(i) for b in plan[start_batch:] for i in b] or [0]
-        sizes = [len(b) for b in plan[start_batch:]] or [1]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
         dataset = ds.MindDataset(self.index.files, columns_list=["audio", "label", "utt_id"],
                                  sampler=ds.SubsetSampler(indices))
 
         def per_batch(audios, labels, utt_ids, info):
-            b = info.get_batch_num()
-            return self.make_batch(epoch, start_batch + b, np.asarray(indices[starts[b]:starts[b + 1]]), audios,
-                                   labels, utt_ids)
+            return self.make_batch(epoch, start_batch + info.get_batch_num(), audios, labels, utt_ids)
 
         # Evaluation's last batch is smaller; MindSpore batches by a fixed size, so the plan's sizes match it.
         dataset = dataset.batch(self.batch_size, drop_remainder=False, per_batch_map=per_batch,

@@ -107,11 +107,6 @@ def clip_report(rows: list[ClipResult]) -> str:
     return buf.getvalue()
 
 
-def _manifest_path(utt_id: str) -> str:
-    """The clip's path as written in the manifest (utt_ids of silence crops carry '@offset')."""
-    return utt_id
-
-
 class KwsTask:
     """Keyword classification (DS-CNN)."""
 
@@ -157,7 +152,7 @@ class KwsTask:
             pred = probs.argmax(axis=1)
             labels.append(lab.astype(np.int64))
             predicted.append(pred)
-            rows += [ClipResult(_manifest_path(str(u)), classes[int(a)], classes[int(b)], float(p[b]))
+            rows += [ClipResult(str(u), classes[int(a)], classes[int(b)], float(p[b]))
                      for u, a, b, p in zip(ids, lab, pred, probs)]
         metrics = accuracy_metrics(np.concatenate(labels), np.concatenate(predicted), classes,
                                    getattr(data, "skipped", 0))
@@ -209,24 +204,22 @@ class KwsTask:
 
     # --- the 310 path (preprocess.py / postprocess.py) -------------------------------------------
     def preprocess_items(self, manifest: str, config) -> Iterator[tuple[str, str, Callable[[], np.ndarray]]]:
-        """(id, class, load clip) per entry of a keyword manifest, in manifest order."""
+        """(id, class, load clip) per entry of a keyword manifest, in manifest order; each clip sounds as in
+        keyword evaluation (src/data/keywords.py)."""
+        from src.data.keywords import SILENCE, clip_key, eval_silence_gain
         from src.data.speech_commands import load_clip, read_keyword_manifest
 
         clip = config.features.sample_rate * config.kws.clip_duration_ms // 1000
-        silence = config.kws.labels.index("_silence_")
         classes = self.class_names(config)
         for i, c in enumerate(read_keyword_manifest(manifest)):
             if c.label not in classes:
                 log.warning("skipping %s: label %s is not a class of the model", c.path, c.label)
                 continue
-            utt_id = f"{i:06d}_{Path(c.path).stem}"
+            gain = eval_silence_gain(config.data.seed, clip_key(c, manifest)) if c.label == SILENCE else 1.0
 
-            def load(c=c, i=i) -> np.ndarray:
-                audio = load_clip(c, clip)
-                if c.label == classes[silence]:   # as keyword evaluation: a fixed volume per clip
-                    audio = audio * np.random.default_rng([config.data.seed, i]).uniform(0, 1)
-                return audio.astype(np.float32)
-            yield utt_id, c.label, load
+            def load(c=c, gain=gain) -> np.ndarray:
+                return (load_clip(c, clip) * gain).astype(np.float32)
+            yield f"{i:06d}_{Path(c.path).stem}", c.label, load
 
     def postprocess(self, result_dir: Path, preprocess_dir: Path, items, config, info: dict, args) -> Evaluation:
         from src.deploy.bins import read_array

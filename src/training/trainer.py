@@ -273,7 +273,10 @@ class Trainer:
                     if tc.schedule_to_budget:
                         self._follow_budget(step, budget)
                 out_of_time = budget.spent()
-                if step % tc.checkpoint_every == 0 or at_epoch_end or step == self.total_steps or out_of_time:
+                # Epoch ends save too, unless epochs are shorter than the checkpoint interval (a keyword-spotting
+                # epoch is a few dozen steps: a save each would cost more than it protects).
+                epoch_save = at_epoch_end and self.steps_per_epoch >= tc.checkpoint_every
+                if step % tc.checkpoint_every == 0 or epoch_save or step == self.total_steps or out_of_time:
                     self._save(Position(epoch, step, batch_in_epoch, self.retiming))
                 if out_of_time:
                     if self.cluster.is_main:
